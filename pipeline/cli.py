@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("apache_beam", "urllib3", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Worker processes' start-up warnings are relayed here; they are kept in <output>/logs.
+    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
     if args.command == "run":
         bad = [a for a in extra if not a.startswith("--")]
         if bad:

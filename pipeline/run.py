@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -47,16 +48,43 @@ def pipeline_options(cfg, beam_args: list[str]) -> PipelineOptions:
     if runner in ("FnApiRunner", "DirectRunner"):
         if "--direct_running_mode" not in given:
             args.append(f"--direct_running_mode={cfg.runner.direct_running_mode}")
+        mode = next((a.split("=", 1)[1] for a in args if a.startswith("--direct_running_mode=")), "")
         if "--direct_num_workers" not in given:
-            args.append(f"--direct_num_workers={cfg.runner.direct_num_workers or os.cpu_count() or 1}")
+            workers = 1 if mode == "in_memory" else (cfg.runner.direct_num_workers or os.cpu_count() or 1)
+            args.append(f"--direct_num_workers={workers}")
     return PipelineOptions(args)
+
+
+@contextlib.contextmanager
+def worker_output_to(path: str):
+    """Send file descriptor 2 (where Beam's worker processes print their chatter) to ``path``
+    while the pipeline runs; our own log lines and the progress bar keep the real stderr."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    real = os.fdopen(os.dup(saved), "w", buffering=1)
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
+    old_streams = [h.setStream(real) for h in handlers]
+    os.dup2(log_fd, 2)
+    try:
+        yield real
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        for h, stream in zip(handlers, old_streams):
+            h.setStream(stream)
+        real.close()
+        os.close(saved)
+        os.close(log_fd)
 
 
 class Progress:
     """Counts the per-video markers workers write and shows a progress bar on stderr."""
 
-    def __init__(self, directory: str, total: int, enabled: bool = True):
+    def __init__(self, directory: str, total: int, stream=None, enabled: bool = True):
         self.directory, self.total = directory, total
+        self.stream = stream or sys.stderr
         self.enabled = enabled and total > 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -70,15 +98,17 @@ class Progress:
     def _loop(self):
         from tqdm import tqdm
 
-        bar = tqdm(total=self.total, unit="video", desc="analysing", file=sys.stderr,
-                   disable=not sys.stderr.isatty() and os.environ.get("VIDCURATE_PROGRESS") != "1")
-        start = time.time()
+        bar = tqdm(total=self.total, unit="video", desc="analysing", file=self.stream,
+                   disable=not self.stream.isatty())
+        start = last_log = time.time()
+        logged = 0
         while not self._stop.wait(1.0):
             done = self._count()
             bar.update(done - bar.n)
-            if not bar.disable or done == self.total:
-                continue
-            log.info("analysed %d/%d videos (%.1f videos/min)", done, self.total, done / max(1e-6, time.time() - start) * 60)
+            if bar.disable and done != logged and time.time() - last_log >= 10:
+                elapsed = time.time() - start
+                log.info("analysed %d/%d videos (%.1f videos/min)", done, self.total, done / elapsed * 60)
+                logged, last_log = done, time.time()
         bar.update(self._count() - bar.n)
         bar.close()
 
@@ -103,7 +133,7 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
     if not sources:
         raise ValueError(f"no videos found at {input_spec!r} (looked for {', '.join(cfg.input.extensions)})")
     output = os.path.abspath(output) if "://" not in output else output
-    for table in ("videos", "clips", "errors", "shards", "_progress", "_staging"):
+    for table in ("videos", "clips", "errors", "shards", "logs", "_progress", "_staging"):
         shutil.rmtree(os.path.join(output, table), ignore_errors=True)
     os.makedirs(output, exist_ok=True)
     log.info("vidcurate: %d input(s) -> %s (stages: %s%s)", len(sources), output, ",".join(stage_list),
@@ -111,7 +141,8 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
     options = pipeline_options(cfg, beam_args or [])
     progress_dir = os.path.join(output, "_progress")
     t0 = time.time()
-    with Progress(progress_dir, len(sources)):
+    beam_log = os.path.join(output, "logs", "beam.log")
+    with worker_output_to(beam_log) as stderr, Progress(progress_dir, len(sources), stderr):
         with beam.Pipeline(options=options) as p:
             beam_pipeline.build(p, sources, output, cfg, write_media=not no_clips,
                                 progress_dir=progress_dir)

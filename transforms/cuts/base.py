@@ -24,7 +24,7 @@ class Boundaries:
     # Which detector found what, for debugging and the run report: (kind, start, end).
     events: list[tuple[str, int, int]] = field(default_factory=list)
 
-    def merge(self, other: "Boundaries") -> "Boundaries":
+    def merge(self, other: Boundaries) -> Boundaries:
         return Boundaries(
             sorted(set(self.cuts) | set(other.cuts)),
             sorted(set(self.gaps) | set(other.gaps)),

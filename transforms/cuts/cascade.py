@@ -73,7 +73,8 @@ class CutCascade(FrameDetector):
     def finish(self, num_frames: int) -> Boundaries:
         hard = self.frame_level.finish(num_frames)
         max_ramp = int(round(self.cfg.max_transition_s * self.fps))
-        fades = find_fades(np.asarray(self.gradual.luma), self.cfg.fade_black_level, max_ramp)
+        fades = find_fades(np.asarray(self.gradual.luma), self.cfg.fade_black_level, max_ramp,
+                           contrast=np.asarray(self.gradual.contrast))
         fade_b = Boundaries(gaps=fades, events=[("fade", a, b) for a, b in fades])
         grad = self.gradual.finish(num_frames, hard.cuts, hard.gaps + fades)
         return hard.merge(fade_b).merge(grad)

@@ -21,20 +21,24 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def find_fades(luma: np.ndarray, black_level: float = 18.0, max_ramp: int = 60,
-               min_step: float = 0.15, white_level: float | None = 245.0) -> list[tuple[int, int]]:
+               min_step: float = 0.15, white_level: float | None = 245.0,
+               contrast: np.ndarray | None = None, max_contrast: float = 12.0) -> list[tuple[int, int]]:
     """Return ``[start, end)`` gaps covering each fade to/from black (and white).
 
-    ``luma``: mean luma per frame (0-255). ``max_ramp``: longest ramp on either side, in
-    frames. ``min_step``: smallest per-frame luma change that still counts as ramping.
+    ``luma``: mean luma per frame (0-255). ``contrast``: its standard deviation per frame; a
+    frame is only "black" when it is also flat (a dark night scene or white text on black has
+    structure and stays content). ``max_ramp``: longest ramp on either side, in frames.
+    ``min_step``: smallest per-frame luma change that still counts as ramping.
     """
     luma = np.asarray(luma, dtype=np.float64)
     n = len(luma)
     if n == 0:
         return []
+    flat = np.ones(n, dtype=bool) if contrast is None else np.asarray(contrast) < max_contrast
     gaps = []
-    masks = [(luma < black_level, +1.0)]
+    masks = [((luma < black_level) & flat, +1.0)]
     if white_level is not None:
-        masks.append((luma > white_level, -1.0))
+        masks.append(((luma > white_level) & flat, -1.0))
     for mask, sign in masks:
         # sign=+1: frames get darker going into the run, brighter coming out.
         s = sign * luma

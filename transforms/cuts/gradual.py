@@ -45,24 +45,28 @@ class GradualTransitionDetector(FrameDetector):
 
     def __init__(self, fps: float, strides: tuple[int, ...], threshold: float = 35.0,
                  kind: str = "content", min_scene_s: float = 0.4, max_transition_s: float = 2.5,
-                 min_betweenness: float = 0.8):
+                 min_betweenness: float = 0.95, join_betweenness: float = 0.85):
         self.fps = fps if fps > 0 else 25.0
         self.levels = [PySceneDetectLevel(self.fps, s, "content" if kind == "transnetv2" else kind,
                                           threshold=threshold, min_scene_s=min_scene_s)
                        for s in strides if s > 1]
         self.max_transition = max(2, int(round(max_transition_s * self.fps)))
         self.min_betweenness = min_betweenness
+        self.join_betweenness = join_betweenness
         longest = max([lvl.stride for lvl in self.levels], default=1)
         # Enough history to look at a window even when a detector reports it a little late.
         self._ring: deque[tuple[int, np.ndarray]] = deque(maxlen=2 * longest + 2 * int(self.fps) + 4)
         self._prev: np.ndarray | None = None
         self.d1: list[float] = []  # mean |grey difference| to the previous frame
         self.luma: list[float] = []  # mean grey level
+        self.contrast: list[float] = []  # standard deviation of the grey level
         self.candidates: list[tuple[int, int, float]] = []  # (window start, window end, betweenness)
 
     def push(self, index: int, frame_bgr: np.ndarray) -> None:
         grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
-        self.luma.append(float(grey.mean()))
+        mean, std = cv2.meanStdDev(grey)
+        self.luma.append(float(mean[0, 0]))
+        self.contrast.append(float(std[0, 0]))
         self.d1.append(0.0 if self._prev is None else float(cv2.absdiff(grey, self._prev).mean()))
         self._prev = grey
         self._ring.append((index, grey))
@@ -85,21 +89,38 @@ class GradualTransitionDetector(FrameDetector):
             for c in level.cut_frames[before:]:
                 self._check(c - level.stride, c)
         d1 = np.asarray(self.d1)
-        gaps, events = [], []
-        for a, b, score in self.candidates:
+        events = []
+        windows = []
+        for a, b, score in sorted(set(self.candidates)):
             if any(a < c <= b for c in hard_cuts):
                 continue  # the jump is a hard cut already found at the native rate
             if any(a < ge and b >= gs for gs, ge in other_gaps):
                 continue  # inside a fade already handled
-            if score < self.min_betweenness:
+            windows.append((a, b, score))
+        # Hysteresis: a window that is clearly a blend seeds a transition; a neighbouring window
+        # that is nearly one joins it (a long dissolve between moving shots spans several
+        # windows, and the ones at its ends also contain motion).
+        accepted = {w for w in windows if w[2] >= self.min_betweenness}
+        grown = True
+        while grown:
+            grown = False
+            for w in windows:
+                if w not in accepted and w[2] >= self.join_betweenness and any(
+                        w[0] <= o[1] and o[0] <= w[1] for o in accepted):
+                    accepted.add(w)
+                    grown = True
+        gaps = []
+        for a, b, score in windows:
+            if (a, b, score) not in accepted:
                 events.append(("rejected-motion", a, b))
                 continue
             start, end = self._locate(d1, a, b)
             gaps.append((start, end))
-            events.append(("gradual", start, end))
         from transforms.cuts.fades import merge_ranges
 
-        return Boundaries(gaps=merge_ranges(gaps), events=events)
+        gaps = merge_ranges(gaps)
+        events += [("gradual", a, b) for a, b in gaps]
+        return Boundaries(gaps=gaps, events=events)
 
     def _locate(self, d1: np.ndarray, a: int, b: int) -> tuple[int, int]:
         """Grow window [a, b] over frames whose lag-1 change is above the local baseline."""
