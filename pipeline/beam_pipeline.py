@@ -121,8 +121,10 @@ class WriteClipsFn(beam.DoFn):
         from transforms.clips import write_clips
 
         out_dir = os.path.join(self.staging, video_id)
+        done: set[str] = set()
         try:
             for row, media, err in write_clips(rows[0]["source"], rows, out_dir, self.cfg):
+                done.add(row["clip_id"])
                 row = dict(row)
                 if err is None:
                     self.written.inc()
@@ -134,10 +136,18 @@ class WriteClipsFn(beam.DoFn):
                     self.failed.inc()
                     yield beam.pvalue.TaggedOutput(ERRORS, error_row(row["source"], "clips", "ClipWriteError", err, row["clip_id"]))
                     yield _rejected(row, "write_error")
-        except decode.VideoError as exc:
+        except Exception as exc:  # noqa: BLE001 - one video's failure must not stop the job
+            if isinstance(exc, decode.VideoError):
+                error_type, message = exc.error_type, exc.message
+            else:
+                error_type = type(exc).__name__
+                message = f"{rows[0]['source']}: unexpected {error_type} while writing clips: {exc}"
+                log.error("%s\n%s", message, traceback.format_exc())
             for row in rows:
+                if row["clip_id"] in done:
+                    continue
                 self.failed.inc()
-                yield beam.pvalue.TaggedOutput(ERRORS, error_row(row["source"], "clips", exc.error_type, exc.message, row["clip_id"]))
+                yield beam.pvalue.TaggedOutput(ERRORS, error_row(row["source"], "clips", error_type, message, row["clip_id"]))
                 yield _rejected(row, "write_error")
 
 

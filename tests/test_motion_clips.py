@@ -109,3 +109,19 @@ def test_encode_helper_roundtrip(tmp_path):
     path = encode_frames(str(tmp_path / "ramp.mp4"), frames)
     back = decode_frames(path)
     assert len(back) == 10
+
+
+def test_clips_far_apart_seek_and_stay_exact(tmp_path):
+    path = shared("intel_one_by_one_person.mp4")
+    cfg = Config()
+    a = analyze_video(path, cfg)
+    rows = clip_rows(a, cfg.clips, cfg.limits)
+    picked = [rows[-1], rows[0], rows[len(rows) // 2]]  # out of order and far apart: seeks
+    results = list(write_clips(path, picked, str(tmp_path), cfg))
+    source = decode_frames(path, fmt="gray", width=192, height=108)
+    for row, media, err in results:
+        assert err is None, err
+        frames = decode_frames(media["mp4"], fmt="gray", width=192, height=108)
+        assert len(frames) == row["num_frames"]
+        assert float(np.abs(frames[0].astype(int) - source[row["start_frame"]].astype(int)).mean()) < 3
+        assert float(np.abs(frames[-1].astype(int) - source[row["end_frame"] - 1].astype(int)).mean()) < 3

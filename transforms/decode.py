@@ -275,9 +275,10 @@ def iter_frames(container, source: str, threads: int = 0, start_pts: int | None 
     is then only meaningful relative to that point, so callers that seek match on ``pts``.
     """
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    if threads:
-        stream.codec_context.thread_count = threads
+    if not stream.codec_context.is_open:  # threading can only be set before the first decode
+        stream.thread_type = "AUTO"
+        if threads:
+            stream.codec_context.thread_count = threads
     if start_pts is not None:
         container.seek(start_pts, stream=stream, backward=True, any_frame=False)
     index = 0
