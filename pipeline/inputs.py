@@ -72,14 +72,13 @@ def expand_inputs(spec: str, extensions: tuple[str, ...], recursive: bool = True
         import fsspec
 
         fs, path = fsspec.core.url_to_fs(spec)
-        proto = spec.split("://", 1)[0]
         if any(ch in path for ch in "*?["):
             found = fs.glob(path)
         elif fs.isdir(path):
             found = fs.find(path) if recursive else fs.ls(path, detail=False)
         else:
             return [spec]
-        return sorted(f"{proto}://{p}" for p in found if p.lower().endswith(exts))
+        return sorted(fs.unstrip_protocol(p) for p in found if p.lower().endswith(exts))
     if any(ch in spec for ch in "*?["):
         return sorted(p for p in globlib.glob(spec, recursive=recursive) if p.lower().endswith(exts))
     if os.path.isdir(spec) and not lower.rstrip("/").endswith(exts):

