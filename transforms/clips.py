@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from fractions import Fraction
 
 import av
-import numpy as np
 
 from transforms import decode
 
@@ -200,7 +199,3 @@ def _with_audio(source: str, video_path: str, clip: dict, out_dir: str) -> str:
     os.remove(video_path)
     return merged
 
-
-def frames_equal(a: np.ndarray, b: np.ndarray, tol: float = 8.0) -> bool:
-    """Helper for tests: two RGB frames are the same picture up to coding noise."""
-    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()) < tol
