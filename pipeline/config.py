@@ -110,7 +110,7 @@ class MotionConfig:
     fps: float = 2.0
     # Width of the grey picture flow runs on; the score is divided by it, so it is
     # resolution independent: percent of the frame width moved per second.
-    width: int = 256
+    width: int = 160
 
 
 @dataclass(frozen=True)
