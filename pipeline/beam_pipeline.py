@@ -24,7 +24,7 @@ from apache_beam.metrics import Metrics
 from pipeline import schemas
 from transforms import decode
 from transforms.analyze import analyze_video, clip_rows, video_id_for, video_row
-from transforms.filters import apply_filters
+from transforms.filters import apply_filters, percentile_columns, percentile_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class AnalyzeVideoFn(beam.DoFn):
     def process(self, source: str):
         try:
             analysis = analyze_video(source, self.cfg, motion=self.motion)
-            clips = [apply_filters(r, self.cfg) for r in clip_rows(analysis, self.cfg.clips, self.cfg.limits)]
+            clips = clip_rows(analysis, self.cfg.clips, self.cfg.limits)
             row = video_row(analysis)
             row["num_clips"] = len(clips)
             self.videos_ok.inc()
@@ -105,6 +105,43 @@ class AnalyzeVideos(beam.PTransform):
                 | "SpreadOverWorkers" >> beam.Reshuffle()
                 | "ProbeCutsMotion" >> beam.ParDo(AnalyzeVideoFn(self.cfg, self.progress_dir, self.motion))
                 .with_outputs(CLIPS, ERRORS, main="videos"))
+
+
+class FilterClips(beam.PTransform):
+    """clip rows -> clip rows with ``keep``/``reject_reasons``. Percentile cuts need the whole
+    dataset: their bounds are computed once (a global combine) and given as a side input."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, clips):
+        cfg = self.cfg
+        columns = percentile_columns(cfg)
+        if not columns:
+            return clips | "ApplyBounds" >> beam.Map(apply_filters, cfg)
+
+        def collect(rows):
+            values = {c: [] for c in columns}
+            for row in rows:
+                for c in columns:
+                    if row.get(c) is not None:
+                        values[c].append(row[c])
+            return values
+
+        def merge(parts):
+            out = {c: [] for c in columns}
+            for part in parts:
+                for c in columns:
+                    out[c].extend(part.get(c, []))
+            return out
+
+        thresholds = (clips
+                      | "ScoreValues" >> beam.Map(lambda r: collect([r]))
+                      | "AllValues" >> beam.CombineGlobally(merge)
+                      | "Percentiles" >> beam.Map(percentile_thresholds, cfg))
+        return clips | "ApplyBounds" >> beam.Map(
+            lambda r, extra: apply_filters(r, cfg, extra), beam.pvalue.AsSingleton(thresholds))
 
 
 class WriteClipsFn(beam.DoFn):
@@ -154,6 +191,7 @@ class WriteClipsFn(beam.DoFn):
 def _rejected(row: dict, reason: str) -> dict:
     row = dict(row)
     row.pop("_media", None)
+    row["shard"] = None
     row["keep"] = False
     row["reject_reasons"] = sorted(set(row.get("reject_reasons") or []) | {reason})
     return row
@@ -246,32 +284,112 @@ def write_table(pcoll, path_prefix: str, schema, num_shards: int, label: str):
                 path_prefix, schema, file_name_suffix=".parquet", num_shards=num_shards))
 
 
+class ExtractFromShardsFn(beam.DoFn):
+    """(old shard path, rows) -> rows with media staged from the tar (no decoding)."""
+
+    def __init__(self, staging: str):
+        self.staging = staging
+
+    def process(self, element):
+        import tarfile
+
+        from transforms.shards import safe_key
+
+        path, rows = element
+        wanted = {r["clip_id"]: dict(r) for r in rows}
+        try:
+            with tarfile.open(path) as tar:
+                for member in tar:
+                    key, _, ext = member.name.partition(".")
+                    if key not in wanted or ext not in ("mp4", "jpg") or not member.isfile():
+                        continue
+                    row = wanted[key]
+                    directory = os.path.join(self.staging, row["video_id"])
+                    os.makedirs(directory, exist_ok=True)
+                    target = os.path.join(directory, f"{safe_key(key)}.{ext}")
+                    with tar.extractfile(member) as src, open(target, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    row.setdefault("_media", {})[ext] = target
+        except (OSError, tarfile.TarError) as exc:
+            for row in wanted.values():
+                yield beam.pvalue.TaggedOutput(ERRORS, error_row(row["source"], "filter", "ShardReadError",
+                                                                 f"{path}: {exc}", row["clip_id"]))
+                yield _rejected(row, "write_error")
+            return
+        for row in wanted.values():
+            media = row.get("_media", {})
+            if set(media) != {"mp4", "jpg"}:
+                yield beam.pvalue.TaggedOutput(ERRORS, error_row(row["source"], "filter", "ShardReadError",
+                                                                 f"{path} lacks {row['clip_id']}", row["clip_id"]))
+                yield _rejected(row, "write_error")
+                continue
+            media["bytes"] = os.path.getsize(media["mp4"]) + os.path.getsize(media["jpg"])
+            row["clip_bytes"] = media["bytes"]
+            yield row
+
+
+class MaterialiseClips(beam.PTransform):
+    """filtered clip rows -> {"clips": final rows (with shard names), "errors": ...}.
+
+    Kept clips get media, cut from their source or, when ``old_shards`` is given and the row
+    names a shard there, copied out of that shard, then are packed into new shards."""
+
+    def __init__(self, cfg, output: str, old_shards: str | None = None):
+        super().__init__()
+        self.cfg, self.output, self.old_shards = cfg, output, old_shards
+
+    def expand(self, clips):
+        staging = os.path.join(self.output, "_staging")
+        kept = clips | "Kept" >> beam.Filter(lambda r: r["keep"])
+        rejected = clips | "Rejected" >> beam.Filter(lambda r: not r["keep"])
+        errors = []
+        media_rows = []
+        if self.old_shards:
+            old = self.old_shards
+            in_old = kept | "InOldShard" >> beam.Filter(lambda r: bool(r.get("shard")))
+            kept = kept | "NotInOldShard" >> beam.Filter(lambda r: not r.get("shard"))
+            copied = (in_old
+                      | "ByOldShard" >> beam.Map(lambda r: (os.path.join(old, r["shard"]), r))
+                      | "GroupByOldShard" >> beam.GroupByKey()
+                      | "CopyFromShards" >> beam.ParDo(ExtractFromShardsFn(staging)).with_outputs(ERRORS, main="main"))
+            media_rows.append(copied["main"])
+            errors.append(copied[ERRORS])
+        media = kept | "WriteClipMedia" >> WriteClipMedia(self.cfg, staging)
+        media_rows.append(media["main"])
+        errors.append(media[ERRORS])
+        all_media = tuple(media_rows) | "AllMedia" >> beam.Flatten()
+        ok = all_media | "WrittenOnly" >> beam.Filter(lambda r: "_media" in r)
+        failed = all_media | "FailedWrites" >> beam.Filter(lambda r: "_media" not in r)
+        sharded = ok | "Shards" >> WriteShards(self.cfg, os.path.join(self.output, "shards"))
+        return {"clips": (rejected, failed, sharded) | "AllClips" >> beam.Flatten(),
+                "errors": tuple(errors) | "MediaErrors" >> beam.Flatten()}
+
+
+def table_shards(n_inputs: int, cfg) -> dict[str, int]:
+    """Deterministic Parquet file counts from the input size."""
+    n = max(1, n_inputs)
+    return {"videos": max(1, math.ceil(n / 100_000)), "clips": max(1, math.ceil(n * 20 / cfg.write.parquet_max_rows)),
+            "errors": 1}
+
+
 def build(p: beam.Pipeline, sources: list[str], output: str, cfg, write_media: bool = True,
           progress_dir: str | None = None) -> None:
     """Add the whole curation graph to pipeline ``p``."""
     srcs = p | "Sources" >> beam.Create(sources)
     analysed = srcs | "Analyze" >> AnalyzeVideos(cfg, progress_dir)
-    clips = analysed[CLIPS]
+    clips = analysed[CLIPS] | "Filter" >> FilterClips(cfg)
     error_parts = [analysed[ERRORS]]
     if write_media:
-        staging = os.path.join(output, "_staging")
-        kept = clips | "Kept" >> beam.Filter(lambda r: r["keep"])
-        rejected = clips | "Rejected" >> beam.Filter(lambda r: not r["keep"])
-        media = kept | "WriteClipMedia" >> WriteClipMedia(cfg, staging)
-        media_ok = media["main"] | "WrittenOnly" >> beam.Filter(lambda r: "_media" in r)
-        media_failed = media["main"] | "FailedWrites" >> beam.Filter(lambda r: "_media" not in r)
-        sharded = media_ok | "Shards" >> WriteShards(cfg, os.path.join(output, "shards"))
-        error_parts.append(media[ERRORS])
-        final_clips = (rejected, media_failed, sharded) | "AllClips" >> beam.Flatten()
+        out = clips | "Materialise" >> MaterialiseClips(cfg, output)
+        final_clips = out["clips"]
+        error_parts.append(out["errors"])
     else:
         final_clips = clips
-    n = max(1, len(sources))
-    write_table(analysed["videos"], os.path.join(output, "videos", "part"), schemas.VIDEOS,
-                max(1, math.ceil(n / 100_000)), "Videos")
-    write_table(final_clips, os.path.join(output, "clips", "part"), schemas.clips_schema(),
-                max(1, math.ceil(n * 20 / cfg.write.parquet_max_rows)), "Clips")
+    shards = table_shards(len(sources), cfg)
+    write_table(analysed["videos"], os.path.join(output, "videos", "part"), schemas.VIDEOS, shards["videos"], "Videos")
+    write_table(final_clips, os.path.join(output, "clips", "part"), schemas.clips_schema(), shards["clips"], "Clips")
     write_table(tuple(error_parts) | "AllErrors" >> beam.Flatten(), os.path.join(output, "errors", "part"),
-                schemas.ERRORS, 1, "Errors")
+                schemas.ERRORS, shards["errors"], "Errors")
 
 
 def cleanup_staging(output: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from pipeline.config import ConfigError, load_config
@@ -36,14 +37,115 @@ def _run_parser(sub):
     return p
 
 
+def _inspect_parsers(sub):
+    f = sub.add_parser("filter", help="re-apply filters to a finished run (no decoding or model work)",
+                       description="Re-apply filters to an existing run and write new tables and shards. Clips "
+                                   "already in shards are copied; clips never cut (e.g. a --no-clips run) are cut now.")
+    f.add_argument("run_dir", help="a directory written by `vidcurate run`")
+    f.add_argument("--output", help="new output directory (required unless --dry-run)")
+    f.add_argument("--config", default=None, help="YAML config whose filters: section to apply")
+    f.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a filter, e.g. --set filters.min_motion=1.0 or "
+                        "--set 'filters.drop_bottom_percent={motion_score: 25}'")
+    f.add_argument("--where", help="extra SQL condition on the clips table, e.g. \"fps >= 24 AND width >= 640\"")
+    f.add_argument("--dry-run", action="store_true", help="print what would be kept, write nothing")
+    st = sub.add_parser("stats", help="terminal summary of a run: funnel, score percentiles, errors")
+    st.add_argument("run_dir")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.add_argument("--what-if", metavar="COLUMN", help="clips and hours kept by candidate cuts on COLUMN")
+    st.add_argument("--percents", default="12.5,25,50", help="percentile cuts for --what-if (default 12.5,25,50)")
+    st.add_argument("--values", default="", help="absolute thresholds for --what-if, comma list")
+    st.add_argument("--top", action="store_true", help="--what-if drops the top instead of the bottom")
+    r = sub.add_parser("report", help="self-contained HTML report with plots and sample clips")
+    r.add_argument("run_dir")
+    r.add_argument("--out", default=None, help="HTML file to write (default <run_dir>/report.html)")
+    q = sub.add_parser("query", help="DuckDB SQL over the run's tables clips, videos, errors")
+    q.add_argument("run_dir")
+    q.add_argument("sql")
+    q.add_argument("--json", action="store_true")
+
+
+def _drop_beam_import_noise(record: logging.LogRecord) -> bool:
+    # Beam warns about optional Google Cloud clients on import; irrelevant unless using GCP.
+    return not str(record.msg).startswith("apitools not found")
+
+
+def _cell(x) -> str:
+    return f"{x:.6g}" if isinstance(x, float) else str(x)
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _inspect(args, extra) -> int:
+    if args.command == "filter":
+        from pipeline.refilter import refilter, refiltered_rows
+
+        cfg = load_config(args.config, args.set)
+        if args.dry_run:
+            rows = refiltered_rows(args.run_dir, cfg, args.where)
+            kept = [r for r in rows if r["keep"]]
+            reasons: dict[str, int] = {}
+            for row in rows:
+                for reason in row["reject_reasons"]:
+                    reasons[reason] = reasons.get(reason, 0) + 1
+            print(json.dumps({"clips": len(rows), "kept": len(kept),
+                              "hours_kept": round(sum(r["duration_s"] for r in kept) / 3600, 4),
+                              "reject_reasons": dict(sorted(reasons.items()))}, indent=2))
+            return 0
+        if not args.output:
+            raise ValueError("--output is required (or use --dry-run)")
+        summary = refilter(args.run_dir, args.output, cfg, args.where, extra)
+        print(json.dumps({k: summary[k] for k in ("clips", "shards", "wall_seconds")}, indent=2, default=str))
+        return 0
+    if args.command == "stats":
+        from pipeline.inspect import render_stats, stats, what_if
+
+        if args.what_if:
+            table = what_if(args.run_dir, args.what_if, _floats(args.percents), _floats(args.values), args.top)
+            if args.json:
+                print(json.dumps(table, indent=2))
+            else:
+                print(f"{'cut on ' + args.what_if:<28}{'threshold':>12}{'clips kept':>12}{'hours kept':>12}")
+                for row in table:
+                    print(f"{row['cut']:<28}{row['threshold']:>12.4g}{row['clips_kept']:>12}{row['hours_kept']:>12.4f}")
+            return 0
+        s = stats(args.run_dir)
+        print(json.dumps(s, indent=2) if args.json else render_stats(s))
+        return 0
+    if args.command == "report":
+        from pipeline.report import write_report
+
+        path = write_report(args.run_dir, args.out or os.path.join(args.run_dir, "report.html"))
+        print(path)
+        return 0
+    if args.command == "query":
+        from pipeline.inspect import query
+
+        columns, rows = query(args.run_dir, args.sql)
+        if args.json:
+            print(json.dumps([dict(zip(columns, r)) for r in rows], indent=2, default=str))
+        else:
+            cells = [[_cell(x)[:60] for x in r] for r in rows]
+            widths = [max([len(str(c))] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+            print("  ".join(str(c).ljust(w) for c, w in zip(columns, widths)).rstrip())
+            for r in cells:
+                print("  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip())
+        return 0
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vidcurate", description="Curate video collections for video diffusion training.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    _inspect_parsers(sub)
     args, extra = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().addFilter(_drop_beam_import_noise)
     for noisy in ("apache_beam", "urllib3", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Worker processes' start-up warnings are relayed here; they are kept in <output>/logs.
@@ -64,7 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         brief["clips"] = {k: summary["clips"][k] for k in ("total", "kept", "hours_kept", "reject_reasons")}
         print(json.dumps(brief, indent=2))
         return 0
-    return 1
+    if extra and args.command != "filter":
+        parser.error(f"unexpected argument(s): {' '.join(extra)}")
+    try:
+        return _inspect(args, extra)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"vidcurate: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

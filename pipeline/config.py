@@ -116,7 +116,8 @@ class MotionConfig:
 @dataclass(frozen=True)
 class FiltersConfig:
     # Absolute bounds; null disables a bound. Clips failing any bound get keep=false and the
-    # bound's name in reject_reasons. (Percentile filters come with the filtering stage.)
+    # bound's name in reject_reasons. Scores are always recorded, so `vidcurate filter` can
+    # re-apply other bounds later without recomputing anything.
     min_duration_s: float | None = None  # null: use clips.min_duration_s
     max_duration_s: float | None = None
     # Motion in percent of frame width per second; static shots (frozen frames, slides) are
@@ -126,6 +127,18 @@ class FiltersConfig:
     min_width: int | None = None
     min_height: int | None = None
     min_fps: float | None = None
+    max_fps: float | None = None
+    # Width / height; e.g. 0.5 drops tall portrait video, 2.5 drops very wide letterboxes.
+    min_aspect_ratio: float | None = None
+    max_aspect_ratio: float | None = None
+    # Model-stage scores (null until those stages run; a set bound rejects clips lacking the score).
+    max_ocr_text_area: float | None = None  # fraction of the frame covered by text
+    min_aesthetic: float | None = None
+    min_text_similarity: float | None = None
+    # SVD-style percentile cuts over the whole dataset, per score column: drop the bottom (or
+    # top) N percent, e.g. {motion_score: 25} drops the 25% least moving clips.
+    drop_bottom_percent: dict[str, float] = field(default_factory=dict)
+    drop_top_percent: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -195,6 +208,9 @@ def _check_ranges(cfg: Config) -> None:
     need(cfg.limits.max_aspect_ratio >= 1, "limits.max_aspect_ratio must be >= 1")
     need(cfg.limits.min_frames >= 2, "limits.min_frames must be >= 2")
     need(cfg.runner.direct_num_workers >= 0, "runner.direct_num_workers must be >= 0")
+    for name in ("drop_bottom_percent", "drop_top_percent"):
+        for column, pct in getattr(cfg.filters, name).items():
+            need(0 <= pct < 100, f"filters.{name}.{column} must be a percentage in [0, 100), got {pct}")
     for (section, name), choices in _CHOICES.items():
         value = getattr(getattr(cfg, section), name)
         need(value in choices, f"{section}.{name} is {value!r}; choose one of {', '.join(choices)}")
@@ -211,6 +227,10 @@ def _coerce(value, annotation, where: str):
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping like {{motion_score: 25}}, got {value!r}")
+        return {_coerce(k, args[0], f"{where} key"): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list, got {value!r}")

@@ -62,8 +62,13 @@ def read_manifest(path: str) -> list[str]:
 
 
 def expand_inputs(spec: str, extensions: tuple[str, ...], recursive: bool = True) -> list[str]:
-    """Sources in a stable order. Directories are walked for files with a video extension
-    (entries named like videos that are not files are kept, so they end as error rows)."""
+    """Sources in a stable order, local ones as absolute paths (so later commands, workers and
+    re-filters find them from any directory). Directories are walked for files with a video
+    extension (entries named like videos that are not files are kept, so they end as error rows)."""
+    return [s if _is_url(s) else os.path.abspath(s) for s in _expand(spec, extensions, recursive)]
+
+
+def _expand(spec: str, extensions: tuple[str, ...], recursive: bool) -> list[str]:
     exts = tuple(e.lower() for e in extensions)
     lower = spec.lower()
     if lower.endswith((".txt", ".csv", ".parquet", ".lst")) and not lower.endswith(exts):

@@ -138,18 +138,27 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
     os.makedirs(output, exist_ok=True)
     log.info("vidcurate: %d input(s) -> %s (stages: %s%s)", len(sources), output, ",".join(stage_list),
              ", analysis only" if no_clips else "")
-    options = pipeline_options(cfg, beam_args or [])
+    progress_dir = os.path.join(output, "_progress")
+    wall = execute(output, pipeline_options(cfg, beam_args or []), len(sources),
+                   lambda p: beam_pipeline.build(p, sources, output, cfg, write_media=not no_clips,
+                                                 progress_dir=progress_dir))
+    return write_summary(output, summarize(output, cfg, stage_list, wall, len(sources), no_clips))
+
+
+def execute(output: str, options: PipelineOptions, total: int, build) -> float:
+    """Run ``build(pipeline)`` with worker output in ``logs/beam.log`` and a progress bar over
+    ``total`` videos; returns the wall time."""
     progress_dir = os.path.join(output, "_progress")
     t0 = time.time()
-    beam_log = os.path.join(output, "logs", "beam.log")
-    with worker_output_to(beam_log) as stderr, Progress(progress_dir, len(sources), stderr):
+    with worker_output_to(os.path.join(output, "logs", "beam.log")) as stderr, Progress(progress_dir, total, stderr):
         with beam.Pipeline(options=options) as p:
-            beam_pipeline.build(p, sources, output, cfg, write_media=not no_clips,
-                                progress_dir=progress_dir)
-    wall = time.time() - t0
+            build(p)
     beam_pipeline.cleanup_staging(output)
     shutil.rmtree(progress_dir, ignore_errors=True)
-    summary = summarize(output, cfg, stage_list, wall, len(sources), no_clips)
+    return time.time() - t0
+
+
+def write_summary(output: str, summary: dict) -> dict:
     with open(os.path.join(output, "summary.json"), "w", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2, sort_keys=True, default=str)
     return summary

@@ -1,0 +1,132 @@
+"""Dataset inspection: ``stats`` (funnel, percentiles, errors), what-if tables and DuckDB SQL
+over a run's Parquet tables. Pure functions over the tables; the CLI only prints."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from pipeline.run import read_table
+from transforms.filters import reason_column
+
+# Score columns summarised when present (model stages add theirs).
+SCORE_COLUMNS = ("duration_s", "motion_score", "fps", "width", "height", "ocr_text_area",
+                 "aesthetic_score", "text_similarity")
+PERCENTILES = (1, 5, 12.5, 25, 50, 75, 95, 99)
+
+
+def connect(run_dir: str):
+    """A DuckDB connection with views ``clips``, ``videos`` and ``errors`` over the run."""
+    import duckdb
+
+    con = duckdb.connect()
+    for name in ("clips", "videos", "errors"):
+        directory = os.path.join(run_dir, name)
+        if os.path.isdir(directory) and any(f.endswith(".parquet") for f in os.listdir(directory)):
+            path = os.path.join(directory, "*.parquet").replace("'", "''")
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
+    return con
+
+
+def query(run_dir: str, sql: str):
+    """Run ``sql``; returns (column names, rows)."""
+    con = connect(run_dir)
+    try:
+        cur = con.execute(sql)
+        return [d[0] for d in cur.description], cur.fetchall()
+    finally:
+        con.close()
+
+
+def _rows(run_dir: str, name: str) -> list[dict]:
+    table = read_table(run_dir, name)
+    return table.to_pylist() if table is not None else []
+
+
+def funnel(clips: list[dict]) -> list[dict]:
+    """Per reject reason: clips and hours it removes, and how many only it removes."""
+    reasons = sorted({r for c in clips for r in c["reject_reasons"] or []})
+    out = []
+    for reason in reasons:
+        hit = [c for c in clips if reason in (c["reject_reasons"] or [])]
+        only = [c for c in hit if len(c["reject_reasons"]) == 1]
+        out.append({"filter": reason, "clips": len(hit), "hours": sum(c["duration_s"] or 0 for c in hit) / 3600,
+                    "only_this": len(only), "only_this_hours": sum(c["duration_s"] or 0 for c in only) / 3600})
+    return out
+
+
+def score_percentiles(clips: list[dict]) -> dict[str, dict]:
+    out = {}
+    for column in SCORE_COLUMNS:
+        vals = np.asarray([c.get(column) for c in clips if c.get(column) is not None], dtype=np.float64)
+        if vals.size == 0:
+            continue
+        out[column] = {"count": int(vals.size), "mean": float(vals.mean()),
+                       **{f"p{p:g}": float(np.percentile(vals, p)) for p in PERCENTILES}}
+    return out
+
+
+def stats(run_dir: str) -> dict:
+    videos, clips, errors = _rows(run_dir, "videos"), _rows(run_dir, "clips"), _rows(run_dir, "errors")
+    if not videos and not clips:
+        raise ValueError(f"{run_dir} has no videos or clips table; is it a vidcurate run directory?")
+    ok = [v for v in videos if v["status"] == "ok"]
+    kept = [c for c in clips if c["keep"]]
+    by_type: dict[str, int] = {}
+    for e in errors:
+        key = f"{e['stage']}:{e['error_type']}"
+        by_type[key] = by_type.get(key, 0) + 1
+    return {
+        "videos": {"total": len(videos), "ok": len(ok), "error": len(videos) - len(ok),
+                   "hours": sum(v["duration_s"] or 0 for v in ok) / 3600},
+        "clips": {"total": len(clips), "kept": len(kept),
+                  "hours": sum(c["duration_s"] or 0 for c in clips) / 3600,
+                  "hours_kept": sum(c["duration_s"] or 0 for c in kept) / 3600,
+                  "shards": len({c["shard"] for c in kept if c["shard"]})},
+        "funnel": funnel(clips),
+        "scores": score_percentiles(clips),
+        "errors": dict(sorted(by_type.items())),
+    }
+
+
+def what_if(run_dir: str, column: str, percents=(12.5, 25, 50), values=None, top: bool = False) -> list[dict]:
+    """Clips and hours each candidate cut on ``column`` would keep, among clips that pass every
+    other filter (rows whose only reasons concern this column count as passing)."""
+    clips = _rows(run_dir, "clips")
+    if clips and column not in clips[0]:
+        raise ValueError(f"no column {column!r} in the clips table")
+    vals = np.asarray([c[column] for c in clips if c.get(column) is not None], dtype=np.float64)
+    if vals.size == 0:
+        return []
+    others = [c for c in clips if all(reason_column(r) == column for r in c["reject_reasons"] or [])]
+    candidates = [(f"{'top' if top else 'bottom'} {p:g}%", float(np.percentile(vals, 100 - p if top else p))) for p in percents]
+    candidates += [(f"{'<=' if top else '>='} {v:g}", float(v)) for v in (values or [])]
+    out = []
+    for label, threshold in candidates:
+        keep = [c for c in others if c.get(column) is not None and (c[column] <= threshold if top else c[column] >= threshold)]
+        out.append({"cut": label, "threshold": threshold, "clips_kept": len(keep),
+                    "hours_kept": sum(c["duration_s"] or 0 for c in keep) / 3600})
+    return out
+
+
+def render_stats(s: dict) -> str:
+    v, c = s["videos"], s["clips"]
+    lines = [
+        f"videos   {v['total']:>8}  ok {v['ok']}  error {v['error']}  ({v['hours']:.3f} h)",
+        f"clips    {c['total']:>8}  kept {c['kept']} ({c['hours_kept']:.3f} of {c['hours']:.3f} h)  in {c['shards']} shard(s)",
+        "",
+        "filter funnel (a clip can fail several filters)",
+        f"  {'filter':<28}{'clips':>8}{'hours':>10}{'only this':>11}{'hours':>10}",
+    ]
+    for f in s["funnel"]:
+        lines.append(f"  {f['filter']:<28}{f['clips']:>8}{f['hours']:>10.3f}{f['only_this']:>11}{f['only_this_hours']:>10.3f}")
+    if not s["funnel"]:
+        lines.append("  (nothing rejected)")
+    lines += ["", "scores (percentiles over all clips)",
+              f"  {'column':<16}{'n':>6}" + "".join(f"{'p' + format(p, 'g'):>9}" for p in PERCENTILES)]
+    for col, d in s["scores"].items():
+        lines.append(f"  {col:<16}{d['count']:>6}" + "".join(f"{d['p' + format(p, 'g')]:>9.3g}" for p in PERCENTILES))
+    lines += ["", "errors"]
+    lines += [f"  {k:<40}{n:>6}" for k, n in s["errors"].items()] or ["  (none)"]
+    return "\n".join(lines)
