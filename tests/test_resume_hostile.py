@@ -11,7 +11,6 @@ import tarfile
 import threading
 import time
 
-import pytest
 from conftest import EXAMPLES, REPO, shared
 
 from pipeline.config import Config, with_changes
