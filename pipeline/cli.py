@@ -34,6 +34,8 @@ def _run_parser(sub):
                    help="analyse only: write the tables with clip spans and scores, no clip media or shards")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value, e.g. --set clips.max_duration_s=5 (repeatable)")
+    p.add_argument("--profile", default=None,
+                   help="a named set of Beam flags from beam_config.yaml runner.profiles: local, portable, flink, spark, dataflow")
     p.add_argument("--force", action="store_true",
                    help="redo everything; without it a re-run resumes (finished videos and clips are kept)")
     return p
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             cfg = load_config(args.config, args.set)
-            summary = run(args.input, args.output, cfg, args.stages, args.no_clips, extra, force=args.force)
+            summary = run(args.input, args.output, cfg, args.stages, args.no_clips, extra, force=args.force, profile=args.profile)
         except (ConfigError, ValueError) as exc:
             print(f"vidcurate: error: {exc}", file=sys.stderr)
             return 2

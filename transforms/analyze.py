@@ -41,7 +41,7 @@ class VideoAnalysis:
 def analyze_video(source: str, cfg, motion: bool = True) -> VideoAnalysis:
     """Probe, check limits, decode once and run the cut cascade (and motion sampling)."""
     t0 = time.perf_counter()
-    with decode.opened(source) as container:
+    with decode.opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
         info = decode.probe_container(container, source)
         decode.check_limits(info, cfg.limits, source)
         fps = info.fps if info.fps > 0 else 25.0

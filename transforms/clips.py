@@ -140,7 +140,7 @@ def write_clips(source: str, clips: list[dict], out_dir: str, cfg, threads: int 
     or None with an error message. ``cfg`` is the full :class:`pipeline.config.Config`.
     """
     os.makedirs(out_dir, exist_ok=True)
-    with decode.opened(source) as container:
+    with decode.opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
         reader = ClipReader(container, source, threads)
         for clip in sorted(clips, key=lambda c: c["start_frame"]):
             w, h = output_size(clip["width"], clip["height"], cfg.clips.max_side)
@@ -162,7 +162,7 @@ def write_clips(source: str, clips: list[dict], out_dir: str, cfg, threads: int 
                         f"{source}: clip {clip['clip_id']} has {n} decodable frames, expected "
                         f"{clip['num_frames']}")
                 if cfg.clips.keep_audio:
-                    tmp = _with_audio(source, tmp, clip, out_dir)
+                    tmp = _with_audio(source, tmp, clip, out_dir, cfg)
                 atomic_write_bytes(jpg, jpeg)
                 os.replace(tmp, final)  # last: an existing mp4 marks a finished clip
                 yield clip, {"mp4": final, "jpg": jpg, "bytes": os.path.getsize(final) + len(jpeg),
@@ -174,12 +174,12 @@ def write_clips(source: str, clips: list[dict], out_dir: str, cfg, threads: int 
                 yield clip, None, message
 
 
-def _with_audio(source: str, video_path: str, clip: dict, out_dir: str) -> str:
+def _with_audio(source: str, video_path: str, clip: dict, out_dir: str, cfg) -> str:
     """Remux the clip's video with the source's audio for the same time span, as AAC."""
     fd, merged = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=out_dir)
     os.close(fd)
     t0, t1 = clip["start_time"], clip["end_time"]
-    with av.open(video_path) as vin, decode.opened(source) as src, av.open(merged, "w", format="mp4") as out:
+    with av.open(video_path) as vin, decode.opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as src, av.open(merged, "w", format="mp4") as out:
         if not src.streams.audio:
             os.remove(merged)
             return video_path

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -88,8 +89,37 @@ class ProbeInfo:
         return asdict(self)
 
 
+REMOTE_BACKOFF_S = 1.0  # first wait between attempts; doubles each time
+
+
+def open_remote(source: str, attempts: int = 3, timeout_s: float | None = 60.0):
+    """Open an fsspec URL for reading, retrying transient failures with exponential backoff.
+    A missing file fails at once; anything else gets ``attempts`` tries."""
+    import fsspec
+
+    options = {}
+    if source.startswith(("http://", "https://")) and timeout_s:
+        try:
+            import aiohttp  # fsspec's HTTP backend is built on it
+
+            options["client_kwargs"] = {"timeout": aiohttp.ClientTimeout(total=timeout_s)}
+        except ImportError:
+            pass
+    last = None
+    for attempt in range(max(1, attempts)):
+        try:
+            return fsspec.open(source, "rb", **options).open()
+        except FileNotFoundError:
+            raise UnreadableInput(f"cannot open {source}: no such file") from None
+        except Exception as exc:  # network and auth errors come in many types
+            last = exc
+            if attempt + 1 < attempts:
+                time.sleep(REMOTE_BACKOFF_S * 2**attempt)
+    raise UnreadableInput(f"cannot open {source} after {attempts} attempt(s): {last}")
+
+
 @contextlib.contextmanager
-def opened(source: str):
+def opened(source: str, attempts: int = 3, timeout_s: float | None = 60.0):
     """Context manager: the PyAV container of ``source`` (local path or fsspec URL).
 
     Opening failures are mapped to :class:`VideoError` subclasses with readable messages."""
@@ -107,12 +137,7 @@ def opened(source: str):
             raise UnreadableInput(f"cannot read {source}: permission denied")
         target, fh = path, None
     else:
-        import fsspec
-
-        try:
-            fh = fsspec.open(source, "rb").open()
-        except Exception as exc:  # network and auth errors come in many types
-            raise UnreadableInput(f"cannot open {source}: {exc}") from None
+        fh = open_remote(source, attempts, timeout_s)
         target = fh
     try:
         container = av.open(target, mode="r", metadata_errors="ignore")
