@@ -153,7 +153,10 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
     sources = expand_inputs(input_spec, cfg.input.extensions, cfg.input.recursive)
     if not sources:
         raise ValueError(f"no videos found at {input_spec!r} (looked for {', '.join(cfg.input.extensions)})")
-    output = os.path.abspath(output)
+    if "://" in output and not output.startswith("file://"):
+        raise ValueError(f"--output {output}: writing to URLs is not supported yet; use a local or mounted "
+                         "directory every worker can write (e.g. a gcsfuse or mountpoint-s3 mount)")
+    output = os.path.abspath(output.removeprefix("file://"))
     key = resume.run_key(sources, cfg, no_clips)
     summary_path = os.path.join(output, "summary.json")
     if os.path.exists(summary_path) and not force:

@@ -262,3 +262,8 @@ def test_profiles_and_flag_precedence():
         pipeline_options(cfg, [], "nope")
     with pytest.raises(ConfigError, match="--flag=value"):
         load_config(None, ["runner.profiles={x: [runner=Foo]}"])
+
+
+def test_url_output_is_refused_clearly(tmp_path):
+    with pytest.raises(ValueError, match="mounted"):
+        run(str(EXAMPLES), "s3://bucket/out", Config())
