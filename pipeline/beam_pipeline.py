@@ -69,19 +69,108 @@ class AnalyzeVideoFn(beam.DoFn):
             self.clips_found.inc(len(clips))
             self.seconds.update(int(analysis.seconds * 1000))
             return row, clips, None
-        except decode.VideoError as exc:
-            error_type, message = exc.error_type, exc.message
         except Exception as exc:  # noqa: BLE001 - an unexpected failure on one input must not stop the job
-            error_type, message = type(exc).__name__, f"{source}: unexpected {type(exc).__name__}: {exc}"
-            log.error("%s\n%s", message, traceback.format_exc())
-        self.videos_failed.inc()
-        return failed_video_row(source, error_type, message), [], error_row(source, "analyze", error_type, message)
+            self.videos_failed.inc()
+            return _failure(source, exc)
 
     def process(self, source: str):
         row, clips, error = self.analyse(source)
-        if self.output:
-            resume.write_record(self.output, self.key, row, clips, error)
-        yield from emit_record({"video": row, "clips": clips, "error": error})
+        yield from finish_video(self.output, self.key, row, clips, error)
+
+
+def finish_video(output: str | None, key: str, row: dict, clips: list[dict], error: dict | None):
+    """Write the video's completion record (last), then emit its outputs."""
+    if output:
+        resume.write_record(output, key, row, clips, error)
+    yield from emit_record({"video": row, "clips": clips, "error": error})
+
+
+SEGMENTS = "segments"
+
+
+def _failure(source: str, exc: Exception) -> tuple[dict, list, dict]:
+    if isinstance(exc, decode.VideoError):
+        error_type, message = exc.error_type, exc.message
+    else:
+        error_type, message = type(exc).__name__, f"{source}: unexpected {type(exc).__name__}: {exc}"
+        log.error("%s\n%s", message, traceback.format_exc())
+    return failed_video_row(source, error_type, message), [], error_row(source, "analyze", error_type, message)
+
+
+class PlanSegmentsFn(beam.DoFn):
+    """source -> itself (analysed whole) or, for a long video, its segments as separate work."""
+
+    def __init__(self, cfg, output: str | None = None):
+        self.cfg, self.output = cfg, output
+        self.key = resume.analysis_key(cfg)
+        self.split = Metrics.counter("vidcurate", "videos_split_into_segments")
+
+    def process(self, source: str):
+        from transforms.segments import index_video, plan_segments
+
+        seg = self.cfg.analysis.segment_s
+        try:
+            if seg > 0 and decode.probe(source).duration_s > 1.5 * seg:
+                index = index_video(source, self.cfg)
+                if index is not None:
+                    spans = plan_segments(len(index.pts), index.fps, seg)
+                    self.split.inc()
+                    for k, (a, b) in enumerate(spans):
+                        yield beam.pvalue.TaggedOutput(SEGMENTS, (source, k, len(spans), index, a, b))
+                    return
+        except Exception as exc:  # noqa: BLE001 - failures are data
+            yield beam.pvalue.TaggedOutput(ERRORS, finish_record(self.output, self.key, *_failure(source, exc)))
+            return
+        yield source
+
+
+def finish_record(output, key, row, clips, error) -> dict:
+    if output:
+        resume.write_record(output, key, row, clips, error)
+    return {"video": row, "clips": clips, "error": error}
+
+
+class AnalyzeSegmentFn(beam.DoFn):
+    def __init__(self, cfg, motion: bool = True):
+        self.cfg, self.motion = cfg, motion
+
+    def process(self, element):
+        from transforms.segments import analyze_segment
+
+        source, k, total, index, a, b = element
+        try:
+            result = analyze_segment(source, self.cfg, index, a, b, self.motion)
+            yield video_id_for(source), (k, total, source, index if k == 0 else None, result, None)
+        except Exception as exc:  # noqa: BLE001 - failures are data
+            yield video_id_for(source), (k, total, source, index if k == 0 else None, None, _failure(source, exc))
+
+
+class MergeSegmentsFn(beam.DoFn):
+    def __init__(self, cfg, output: str | None = None):
+        self.cfg, self.output = cfg, output
+        self.key = resume.analysis_key(cfg)
+
+    def process(self, element):
+        from transforms.segments import merge_segments
+
+        _, parts = element
+        parts = sorted(parts, key=lambda p: p[0])
+        source = parts[0][2]
+        failed = next((p[5] for p in parts if p[5] is not None), None)
+        if failed is None and len(parts) != parts[0][1]:
+            failed = _failure(source, decode.CorruptVideo(f"{source}: only {len(parts)} of {parts[0][1]} segments analysed"))
+        if failed is None:
+            try:
+                analysis = merge_segments(source, self.cfg, parts[0][3], [p[4] for p in parts])
+                clips = clip_rows(analysis, self.cfg.clips, self.cfg.limits)
+                row = video_row(analysis)
+                row["num_clips"] = len(clips)
+                row["analysis_segments"] = len(parts)
+                yield from finish_video(self.output, self.key, row, clips, None)
+                return
+            except Exception as exc:  # noqa: BLE001 - failures are data
+                failed = _failure(source, exc)
+        yield from finish_video(self.output, self.key, *failed)
 
 
 def emit_record(record: dict):
@@ -101,10 +190,23 @@ class AnalyzeVideos(beam.PTransform):
         self.cfg, self.output, self.motion = cfg, output, motion
 
     def expand(self, sources):
-        return (sources
-                | "SpreadOverWorkers" >> beam.Reshuffle()
-                | "ProbeCutsMotion" >> beam.ParDo(AnalyzeVideoFn(self.cfg, self.output, self.motion))
-                .with_outputs(CLIPS, ERRORS, main="videos"))
+        planned = (sources
+                   | "SpreadOverWorkers" >> beam.Reshuffle()
+                   | "PlanSegments" >> beam.ParDo(PlanSegmentsFn(self.cfg, self.output))
+                   .with_outputs(SEGMENTS, ERRORS, main="whole"))
+        whole = (planned["whole"]
+                 | "ProbeCutsMotion" >> beam.ParDo(AnalyzeVideoFn(self.cfg, self.output, self.motion))
+                 .with_outputs(CLIPS, ERRORS, main="videos"))
+        merged = (planned[SEGMENTS]
+                  | "SpreadSegments" >> beam.Reshuffle()
+                  | "AnalyzeSegments" >> beam.ParDo(AnalyzeSegmentFn(self.cfg, self.motion))
+                  | "GroupSegments" >> beam.GroupByKey()
+                  | "MergeSegments" >> beam.ParDo(MergeSegmentsFn(self.cfg, self.output))
+                  .with_outputs(CLIPS, ERRORS, main="videos"))
+        failed = (planned[ERRORS]
+                  | "PlanFailures" >> beam.FlatMap(emit_record).with_outputs(CLIPS, ERRORS, main="videos"))
+        return {tag: (whole[tag], merged[tag], failed[tag]) | f"Join{tag.title()}" >> beam.Flatten()
+                for tag in ("videos", CLIPS, ERRORS)}
 
 
 class FilterClips(beam.PTransform):

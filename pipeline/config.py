@@ -59,6 +59,9 @@ class AnalysisConfig:
     width: int = 128
     # Decoder threads per video; 0 lets FFmpeg choose.
     decode_threads: int = 0
+    # Videos longer than 1.5x this are analysed in segments of about this length on several
+    # workers (one long file then does not serialise a run); 0 never splits.
+    segment_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,8 @@ def _check_ranges(cfg: Config) -> None:
             problems.append(msg)
 
     need(cfg.analysis.width >= 16, "analysis.width must be at least 16 pixels")
+    need(cfg.analysis.segment_s == 0 or cfg.analysis.segment_s >= 10,
+         "analysis.segment_s must be 0 (never split) or at least 10 seconds")
     need(cfg.motion.width >= 32, "motion.width must be at least 32 pixels")
     need(0.1 <= cfg.motion.fps <= 30, "motion.fps must be between 0.1 and 30")
     need(len(cfg.cuts.cascade_strides) > 0 and cfg.cuts.cascade_strides[0] == 1,

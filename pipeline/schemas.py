@@ -16,6 +16,7 @@ VIDEOS = pa.schema([
     ("rotation", pa.int64()), ("has_audio", pa.bool_()), ("audio_codec", pa.string()),
     ("bit_rate", pa.int64()), ("scenes", pa.list_(SPAN)), ("cuts", pa.list_(pa.int64())),
     ("transitions", pa.list_(SPAN)), ("num_clips", pa.int64()), ("analysis_seconds", pa.float64()),
+    ("analysis_segments", pa.int64()),
 ])
 
 CLIP_BASE = [

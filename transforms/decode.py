@@ -333,6 +333,14 @@ def iter_frames(container, source: str, threads: int = 0, start_pts: int | None 
         if index == 0:
             raise CorruptVideo(f"{source}: no frame could be decoded ({exc})") from None
         log.warning("%s: decoding stopped after %d frames: %s", source, index, exc)
+    except GeneratorExit:
+        # The caller stopped early. Drop the frames still inside the (threaded) decoder now:
+        # closing a container with frames in flight can otherwise block forever.
+        try:
+            stream.codec_context.flush_buffers()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+        raise
 
 
 _PLANAR_YUV = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"}

@@ -47,13 +47,14 @@ class MotionSampler:
     def __post_init__(self):
         self.fps = self.fps if self.fps > 0 else 25.0
         self.interval = 1.0 / self.target_fps
-        self._next_t = -1e9
+        self._bucket = -1
         self._prev: tuple[int, float, np.ndarray] | None = None
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) if self.method == "dis" else None
 
     def wants(self, t: float) -> bool:
-        # Half a frame of slack so a 25 fps stream sampled at 2 fps takes every 12th/13th frame.
-        return t >= self._next_t - 0.5 / self.fps
+        """The first frame of every 1/target_fps slot of the timeline (an absolute grid, so a
+        video analysed in segments samples exactly the frames a whole pass would)."""
+        return int(np.floor(t / self.interval + 1e-6)) > self._bucket
 
     def push(self, index: int, t: float, grey: np.ndarray) -> None:
         if self._prev is not None:
@@ -62,7 +63,7 @@ class MotionSampler:
             mag = flow_magnitude(pg, grey, self.method, self._dis)
             self.pairs.append(MotionPair(pi, index, 100.0 * mag / grey.shape[1] / dt))
         self._prev = (index, t, grey)
-        self._next_t = max(self._next_t + self.interval, t + 0.5 * self.interval)
+        self._bucket = int(np.floor(t / self.interval + 1e-6))
 
 
 def clip_motion(pairs: list[MotionPair], start: int, end: int) -> tuple[float | None, list[float]]:

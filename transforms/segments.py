@@ -1,0 +1,163 @@
+"""Long videos in segments, so one long file does not serialise a run.
+
+1. ``index_video``: demux the video stream once without decoding (cheap) and sort the packet
+   timestamps: frame ``i`` of the video is the frame with the i-th smallest pts. This gives every
+   segment the same global frame numbers a whole pass would count.
+2. ``plan_segments``: consecutive frame ranges of about ``analysis.segment_s`` seconds.
+3. ``analyze_segment``: seek to a little before the range, decode through a little after it
+   (warm-up and tail overlaps as long as the longest transition the cascade looks for, so no
+   boundary falls between two segments unseen), run the same cut cascade and motion sampler as
+   a whole pass, and keep what belongs to the range.
+4. ``merge_segments``: cuts and motion pairs concatenate; transition gaps that straddle a
+   segment boundary are seen by both neighbours and merged; scenes are computed once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from transforms import decode
+from transforms.analyze import VideoAnalysis, video_id_for
+from transforms.cuts.base import Boundaries
+from transforms.cuts.cascade import CutCascade, CutResult, scenes_from
+from transforms.cuts.fades import merge_ranges
+from transforms.motion import MotionPair, MotionSampler
+
+
+@dataclass
+class VideoIndex:
+    info: decode.ProbeInfo
+    pts: np.ndarray  # sorted presentation timestamps, one per frame
+    time_base: float
+
+    @property
+    def times(self) -> np.ndarray:
+        return (self.pts - self.pts[0]) * self.time_base
+
+    @property
+    def fps(self) -> float:
+        t = self.times
+        return (len(t) - 1) / t[-1] if len(t) > 1 and t[-1] > 0 else (self.info.fps or 25.0)
+
+
+def index_video(source: str, cfg) -> VideoIndex | None:
+    """Probe and list every frame's pts by demuxing only; None when the stream lacks pts."""
+    with decode.opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
+        info = decode.probe_container(container, source)
+        decode.check_limits(info, cfg.limits, source)
+        stream = container.streams.video[0]
+        pts = []
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue  # the flush packet
+            if packet.pts is None:
+                return None
+            pts.append(packet.pts)
+        tb = float(stream.time_base or 0)
+    if not pts or tb <= 0:
+        return None
+    return VideoIndex(info, np.unique(np.asarray(pts, dtype=np.int64)), tb)
+
+
+def warmup_frames(fps: float, cfg) -> int:
+    """Overlap decoded on each side of a segment: the longest transition plus the cascade's
+    longest stride plus the shortest scene, so every window a detector needs is seen whole."""
+    c = cfg.cuts
+    return int(np.ceil((c.max_transition_s + c.min_scene_s) * fps)) + 2 * max(c.cascade_strides) + 4
+
+
+def plan_segments(n_frames: int, fps: float, segment_s: float) -> list[tuple[int, int]]:
+    per = max(1, int(round(segment_s * fps)))
+    k = max(1, int(round(n_frames / per)))
+    edges = [round(i * n_frames / k) for i in range(k + 1)]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+@dataclass
+class SegmentResult:
+    start: int
+    end: int
+    cuts: list[int] = field(default_factory=list)
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+    motion: list[tuple[int, int, float]] = field(default_factory=list)
+    decoded: int = 0
+    seconds: float = 0.0
+
+
+def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, motion: bool = True) -> SegmentResult:
+    t0 = time.perf_counter()
+    n = len(index.pts)
+    fps = index.fps
+    warm = warmup_frames(fps, cfg)
+    lo, hi = max(0, start - warm), min(n, end + warm)
+    times = index.times
+    info = index.info
+    aw, ah = decode.scaled_size(info.width, info.height, cfg.analysis.width)
+    mw, mh = decode.scaled_size(info.width, info.height, cfg.motion.width)
+    cascade = CutCascade(fps, cfg.cuts)
+    sampler = MotionSampler(fps, cfg.motion.fps, cfg.motion.method) if motion else None
+    global_of: list[int] = []  # local position -> global frame number
+    with decode.opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
+        for df in decode.iter_frames(container, source, cfg.analysis.decode_threads, start_pts=int(index.pts[lo])):
+            if df.pts is None:
+                continue
+            g = int(np.searchsorted(index.pts, df.pts))
+            if g >= n or index.pts[g] != df.pts or g < lo:
+                continue
+            if g >= hi:
+                break
+            local = len(global_of)
+            global_of.append(g)
+            cascade.push(local, decode.to_bgr(df.frame, aw, ah))
+            if sampler is not None and sampler.wants(times[g]):
+                sampler.push(g, float(times[g]), decode.to_gray(df.frame, mw, mh))
+    m = len(global_of)
+    if m == 0:
+        raise decode.CorruptVideo(f"{source}: no frame of {start}-{end} could be decoded")
+    b: Boundaries = cascade.finish(m)
+    g_of = np.asarray(global_of + [hi])
+
+    def to_global(i: int) -> int:
+        return int(g_of[min(i, m)])
+
+    result = SegmentResult(start, end, decoded=m)
+    # A cut exactly at a segment's decode start is an artefact of starting there.
+    result.cuts = [to_global(c) for c in b.cuts if start <= to_global(c) < end and to_global(c) > lo]
+    for a, e in b.gaps:
+        ga, ge = to_global(a), to_global(e)
+        if ga < end and ge > start:
+            result.gaps.append((ga, ge))
+    if sampler is not None:
+        result.motion = [(p.a, p.b, p.score) for p in sampler.pairs if start <= p.a < end]
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def merge_segments(source: str, cfg, index: VideoIndex, results: list[SegmentResult]) -> VideoAnalysis:
+    results = sorted(results, key=lambda r: r.start)
+    n = len(index.pts)
+    if n < cfg.limits.min_frames:
+        raise decode.TooShort(f"{source} has only {n} frame(s); at least limits.min_frames "
+                              f"({cfg.limits.min_frames}) are needed for a clip")
+    fps = index.fps
+    cuts = sorted({c for r in results for c in r.cuts})
+    gaps = merge_ranges([g for r in results for g in r.gaps])
+    pairs = sorted({(a, b): s for r in results for a, b, s in r.motion}.items())
+    min_len = max(1, int(round(cfg.cuts.min_scene_s * fps)))
+    scenes = scenes_from(n, cuts, gaps, cfg.cuts.boundary_margin_frames, min_len)
+    events = [("cut", c, c) for c in cuts] + [("gap", a, b) for a, b in gaps]
+    return VideoAnalysis(source, video_id_for(source), index.info, n, fps, CutResult(scenes, cuts, gaps, events),
+                         [MotionPair(a, b, s) for (a, b), s in pairs], index.pts, index.times,
+                         sum(r.seconds for r in results))
+
+
+def analyze_in_segments(source: str, cfg, segment_s: float, motion: bool = True) -> VideoAnalysis:
+    """One-call version (one process): index, analyse every segment, merge."""
+    index = index_video(source, cfg)
+    if index is None:
+        raise ValueError(f"{source}: frames lack timestamps; analyse it whole")
+    spans = plan_segments(len(index.pts), index.fps, segment_s)
+    return merge_segments(source, cfg, index, [analyze_segment(source, cfg, index, a, b, motion) for a, b in spans])
