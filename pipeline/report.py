@@ -113,7 +113,11 @@ def _frames_from_source(row: dict, count: int, width: int):
     from transforms.clips import ClipReader
 
     with decode.opened(row["source"]) as container:
-        return _pick(ClipReader(container, row["source"]).frames(row), row["num_frames"], count, width)
+        reader = ClipReader(container, row["source"])
+        try:
+            return _pick(reader.frames(row), row["num_frames"], count, width)
+        finally:
+            reader.close()
 
 
 def thumbnail(row: dict, run_dir: str, count: int = 8, width: int = 200) -> str | None:

@@ -56,7 +56,16 @@ class ClipReader:
         self._pos_time = -1.0
         self._index = 0  # absolute frame index, valid only when reading from the start
 
+    def close(self) -> None:
+        """Stop decoding (flushes the decoder) before the container is closed."""
+        if self._it is not None:
+            self._it.close()
+            self._it = None
+        self._pending = None
+
     def _restart(self, start_pts: int | None) -> None:
+        if self._it is not None:
+            self._it.close()
         self._it = decode.iter_frames(self.container, self.source, self.threads, start_pts=start_pts)
         self._pending = None
 
@@ -142,36 +151,43 @@ def write_clips(source: str, clips: list[dict], out_dir: str, cfg, threads: int 
     os.makedirs(out_dir, exist_ok=True)
     with decode.opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
         reader = ClipReader(container, source, threads)
-        for clip in sorted(clips, key=lambda c: c["start_frame"]):
-            w, h = output_size(clip["width"], clip["height"], cfg.clips.max_side)
-            rate = Fraction(clip["fps"]).limit_denominator(1001) if clip["fps"] > 0 else Fraction(25)
-            final = os.path.join(out_dir, clip["clip_id"] + ".mp4")
-            jpg = os.path.join(out_dir, clip["clip_id"] + ".jpg")
-            if os.path.exists(final) and os.path.exists(jpg):
-                # Written by an earlier, interrupted run (the mp4 is renamed into place last).
-                yield clip, {"mp4": final, "jpg": jpg, "bytes": os.path.getsize(final) + os.path.getsize(jpg),
-                             "out_width": w, "out_height": h}, None
-                continue
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=out_dir)
-            os.close(fd)
-            try:
-                n, jpeg = encode_clip(reader.frames(clip), tmp, rate, w, h, cfg.clips,
-                                      middle=(clip["num_frames"] - 1) // 2)
-                if n != clip["num_frames"]:
-                    raise decode.CorruptVideo(
-                        f"{source}: clip {clip['clip_id']} has {n} decodable frames, expected "
-                        f"{clip['num_frames']}")
-                if cfg.clips.keep_audio:
-                    tmp = _with_audio(source, tmp, clip, out_dir, cfg)
-                atomic_write_bytes(jpg, jpeg)
-                os.replace(tmp, final)  # last: an existing mp4 marks a finished clip
-                yield clip, {"mp4": final, "jpg": jpg, "bytes": os.path.getsize(final) + len(jpeg),
-                             "out_width": w, "out_height": h}, None
-            except (decode.VideoError, av.error.FFmpegError, OSError, ValueError) as exc:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-                message = exc.message if isinstance(exc, decode.VideoError) else f"{source}: {exc}"
-                yield clip, None, message
+        try:
+            yield from _write_all(reader, source, clips, out_dir, cfg)
+        finally:
+            reader.close()
+
+
+def _write_all(reader: ClipReader, source: str, clips: list[dict], out_dir: str, cfg):
+    for clip in sorted(clips, key=lambda c: c["start_frame"]):
+        w, h = output_size(clip["width"], clip["height"], cfg.clips.max_side)
+        rate = Fraction(clip["fps"]).limit_denominator(1001) if clip["fps"] > 0 else Fraction(25)
+        final = os.path.join(out_dir, clip["clip_id"] + ".mp4")
+        jpg = os.path.join(out_dir, clip["clip_id"] + ".jpg")
+        if os.path.exists(final) and os.path.exists(jpg):
+            # Written by an earlier, interrupted run (the mp4 is renamed into place last).
+            yield clip, {"mp4": final, "jpg": jpg, "bytes": os.path.getsize(final) + os.path.getsize(jpg),
+                         "out_width": w, "out_height": h}, None
+            continue
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=out_dir)
+        os.close(fd)
+        try:
+            n, jpeg = encode_clip(reader.frames(clip), tmp, rate, w, h, cfg.clips,
+                                  middle=(clip["num_frames"] - 1) // 2)
+            if n != clip["num_frames"]:
+                raise decode.CorruptVideo(
+                    f"{source}: clip {clip['clip_id']} has {n} decodable frames, expected "
+                    f"{clip['num_frames']}")
+            if cfg.clips.keep_audio:
+                tmp = _with_audio(source, tmp, clip, out_dir, cfg)
+            atomic_write_bytes(jpg, jpeg)
+            os.replace(tmp, final)  # last: an existing mp4 marks a finished clip
+            yield clip, {"mp4": final, "jpg": jpg, "bytes": os.path.getsize(final) + len(jpeg),
+                         "out_width": w, "out_height": h}, None
+        except (decode.VideoError, av.error.FFmpegError, OSError, ValueError) as exc:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            message = exc.message if isinstance(exc, decode.VideoError) else f"{source}: {exc}"
+            yield clip, None, message
 
 
 def _with_audio(source: str, video_path: str, clip: dict, out_dir: str, cfg) -> str:
