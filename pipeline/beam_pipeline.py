@@ -326,9 +326,11 @@ class PackShardsFn(beam.DoFn):
                     row = dict(by_id[key])
                     media = row.pop("_media")
                     row["shard"] = name
-                    writer.write({"__key__": key, "mp4": {"path": media["mp4"]},
-                                  "jpg": {"path": media["jpg"]},
-                                  "json": schemas.conform(row, schemas.clips_schema())})
+                    sample = {"__key__": key, "mp4": {"path": media["mp4"]}, "jpg": {"path": media["jpg"]},
+                                  "json": schemas.shard_json(row)}
+                    if row.get("caption"):
+                        sample["txt"] = row["caption"]
+                    writer.write(sample)
                     out.append((row, media))
             self.shards.inc()
             # Staged media stay until the whole run has succeeded: a killed run resumes from them.
@@ -481,13 +483,14 @@ def build(p: beam.Pipeline, sources: list[str], output: str, cfg, write_media: b
                 for tag in ("videos", CLIPS, ERRORS)}
     clips = analysed[CLIPS] | "Filter" >> FilterClips(cfg)
     error_parts = [analysed[ERRORS]]
-    if "ocr" in stages:
-        from transforms.ocr import ScoreOcr
+    if any(s in stages for s in ("ocr", "clip", "caption")):
+        from pipeline.model_stages import ScoreModels
 
-        # Cheap filters ran above; OCR scores what survived them, then every filter runs again.
-        ocr = clips | "OCR" >> ScoreOcr(cfg)
-        clips = ocr["clips"] | "FilterAfterOCR" >> FilterClips(cfg)
-        error_parts.append(ocr["errors"])
+        # Cheap filters ran above; the model stages score what survived them (cheapest first,
+        # re-filtering after each), then every filter, percentiles included, runs again.
+        scored = clips | "Models" >> ScoreModels(cfg, stages)
+        clips = scored["clips"] | "FilterAfterModels" >> FilterClips(cfg)
+        error_parts.append(scored["errors"])
     if write_media:
         out = clips | "Materialise" >> MaterialiseClips(cfg, output)
         final_clips = out["clips"]

