@@ -99,12 +99,11 @@ def bare_times(rows: list[dict], cfg, stages) -> dict[str, float]:
             reader.detect(np.ascontiguousarray(x), reformat=False)
         out["ocr"] = (time.perf_counter() - t) / len(frames)
     if "clip" in stages or "caption" in stages:
-        from transforms.clip_embed import load_open_clip, preprocess_frames
+        from transforms.clip_embed import load_open_clip, preprocess_clips
 
         net, preprocess, _ = load_open_clip(cfg.clip.model, cfg.clip.pretrained)
         b = cfg.clip.batch_size
-        pixels = [preprocess_frames(preprocess, np.concatenate([f["clip"] for f in frames[i:i + b]]))
-                  for i in range(0, len(frames), b)]
+        pixels = [preprocess_clips(preprocess, [f["clip"] for f in frames[i:i + b]]) for i in range(0, len(frames), b)]
         if "clip" in stages:
             with torch.inference_mode():
                 net.encode_image(pixels[0])
@@ -117,7 +116,7 @@ def bare_times(rows: list[dict], cfg, stages) -> dict[str, float]:
 
             coca, cpre, _ = load_open_clip(cfg.caption.coca_model, cfg.caption.coca_pretrained)
             c = cfg.caption
-            mids = [preprocess_frames(cpre, np.stack([f["clip"][middle_index(len(f["clip"]))] for f in frames[i:i + c.batch_size]]))
+            mids = [preprocess_clips(cpre, [f["clip"][middle_index(len(f["clip"]))][None] for f in frames[i:i + c.batch_size]])
                     for i in range(0, len(frames), c.batch_size)]
             t = time.perf_counter()
             for x in mids:

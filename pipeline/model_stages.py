@@ -127,11 +127,10 @@ class ClipHandler(StageHandler):
         return Loaded(net, preprocess, head)
 
     def predict(self, elements, model):
-        from transforms.clip_embed import aesthetic_scores, embed_images, preprocess_frames
+        from transforms.clip_embed import aesthetic_scores, embed_images, preprocess_clips
 
         net, preprocess, head = model.parts
-        frames = np.concatenate([e["frames"]["clip"] for e in elements])
-        emb = embed_images(net, preprocess_frames(preprocess, frames))
+        emb = embed_images(net, preprocess_clips(preprocess, [e["frames"]["clip"] for e in elements]))
         scores = aesthetic_scores(head, emb)
         out, i = [], 0
         for e in elements:
@@ -162,7 +161,7 @@ class CocaHandler(StageHandler):
 
         net, preprocess = model.parts
         c = self.cfg.caption
-        middles = np.stack([e["frames"]["clip"][middle_index(len(e["frames"]["clip"]))] for e in elements])
+        middles = [e["frames"]["clip"][middle_index(len(e["frames"]["clip"]))][None] for e in elements]
         texts = coca_captions(net, preprocess, middles, c.coca_max_tokens, c.coca_beams)
         who = "open_clip:" + describe(c.coca_model, c.coca_pretrained)
         return [dict(e, candidates=[*e.get("candidates", []), {"model": who, "kind": "image", "text": t}])
@@ -239,14 +238,13 @@ class SelectHandler(StageHandler):
 
     def predict(self, elements, model):
         from transforms.captions import choose, rank_candidates
-        from transforms.clip_embed import embed_images, embed_texts, preprocess_frames, text_frame_similarity
+        from transforms.clip_embed import embed_images, embed_texts, preprocess_clips, text_frame_similarity
 
         net, preprocess, tokenizer = model.parts
         image_emb = {i: e["image_emb"] for i, e in enumerate(elements) if e.get("image_emb") is not None}
         missing = [i for i in range(len(elements)) if i not in image_emb]
         if missing:  # the clip stage did not run (or failed): embed the frames here
-            frames = np.concatenate([elements[i]["frames"]["clip"] for i in missing])
-            emb = embed_images(net, preprocess_frames(preprocess, frames))
+            emb = embed_images(net, preprocess_clips(preprocess, [elements[i]["frames"]["clip"] for i in missing]))
             at = 0
             for i in missing:
                 n = len(elements[i]["frames"]["clip"])

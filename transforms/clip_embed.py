@@ -125,6 +125,14 @@ def preprocess_frames(preprocess, frames: np.ndarray):
     return torch.stack([preprocess(Image.fromarray(f)) for f in frames])
 
 
+def preprocess_clips(preprocess, clips: list[np.ndarray]):
+    """Frames of several clips (each (k, H, W, 3); sizes may differ between clips) -> one
+    (sum k, 3, S, S) tensor."""
+    import torch
+
+    return torch.cat([preprocess_frames(preprocess, f) for f in clips])
+
+
 def embed_images(net, pixels, device: str | None = None) -> np.ndarray:
     """L2-normalised image embeddings (N, D) float32 of preprocessed pixels (N, 3, S, S)."""
     import torch
