@@ -142,11 +142,19 @@ def _inspect(args, extra) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    trainers = {"train": "model_training.train", "sample": "model_training.sample"}
+    if argv and argv[0] in trainers:  # the trainer's commands have their own parsers
+        import importlib
+
+        return importlib.import_module(trainers[argv[0]]).main(argv[1:])
     parser = argparse.ArgumentParser(prog="vidcurate", description="Curate video collections for video diffusion training.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     _inspect_parsers(sub)
+    sub.add_parser("train", help="train the latent video diffusion model on shards (vidcurate train --help)")
+    sub.add_parser("sample", help="sample a video from a trained checkpoint (vidcurate sample --help)")
     args, extra = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,1 @@
+"""The latent video diffusion trainer (Video LDM / SVD style) that trains on vidcurate's shards."""

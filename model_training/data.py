@@ -1,0 +1,216 @@
+"""Training data from vidcurate's shards: mp4 shards (``<key>.mp4`` + ``.json`` + ``.txt``) or the
+latent shards ``vidcurate encode`` writes (``<key>.latents.npy`` + ``.text.npy`` + ``.json``).
+
+Shards are split by node (rank) and by DataLoader worker, deterministically: sorted, shard i goes
+to rank i % world. Samples are filtered on their clip metadata, frames are sampled at a stride and
+centre-cropped to a size bucket (the bucket nearest the clip's aspect ratio), and batches hold one
+bucket each. The iterator's position (samples read, partial buckets) is part of the checkpoint so
+a resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import tarfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class DataConfig:
+    frames: int = 8                 # frames per training clip
+    stride: int = 2                 # take every stride-th source frame
+    buckets: tuple[tuple[int, int], ...] = ((64, 64),)  # (height, width) pixel sizes, multiples of 64
+    batch_size: int = 4
+    min_aesthetic: float | None = None  # metadata filters (null: off)
+    min_motion: float | None = None
+    val_samples: int = 8            # held out from the last shard for validation
+    caption_key: str = "caption"
+    extra: dict = field(default_factory=dict)
+
+
+def shard_split(urls: list[str], rank: int, world: int) -> list[str]:
+    """Deterministic disjoint split of shards over ranks (sorted; shard i -> rank i % world)."""
+    return [u for i, u in enumerate(sorted(urls)) if i % world == rank]
+
+
+def iter_tar(path: str):
+    """Samples of a WebDataset tar as dicts keyed by extension (the key up to the first dot)."""
+    with tarfile.open(path) as tar:
+        sample, key = {}, None
+        for member in tar:
+            if not member.isfile():
+                continue
+            k, _, ext = member.name.partition(".")
+            if key is not None and k != key:
+                yield {"__key__": key, **sample}
+                sample = {}
+            key = k
+            sample[ext] = tar.extractfile(member).read()
+        if key is not None:
+            yield {"__key__": key, **sample}
+
+
+def nearest_bucket(width: int, height: int, buckets) -> tuple[int, int]:
+    aspect = width / max(1, height)
+    return min(buckets, key=lambda b: abs(math.log(aspect / (b[1] / b[0]))))
+
+
+def decode_clip(mp4: bytes, frames: int, stride: int, size: tuple[int, int], offset: int = 0) -> np.ndarray | None:
+    """(frames, H, W, 3) uint8 RGB: ``frames`` frames every ``stride`` from ``offset``, scaled to
+    cover ``size`` and centre-cropped; None when the clip is too short."""
+    import av
+
+    h, w = size
+    got = []
+    with av.open(io.BytesIO(mp4)) as container:
+        stream = container.streams.video[0]
+        sw, sh = stream.codec_context.width, stream.codec_context.height
+        scale = max(w / sw, h / sh)
+        rw, rh = max(w, round(sw * scale)), max(h, round(sh * scale))
+        for i, frame in enumerate(container.decode(stream)):
+            if i < offset or (i - offset) % stride:
+                continue
+            img = frame.to_ndarray(width=rw, height=rh, format="rgb24")
+            y, x = (rh - h) // 2, (rw - w) // 2
+            got.append(img[y:y + h, x:x + w])
+            if len(got) == frames:
+                break
+    return np.stack(got) if len(got) == frames else None
+
+
+def keep(meta: dict, cfg: DataConfig) -> bool:
+    if cfg.min_aesthetic is not None and (meta.get("aesthetic_score") is None or meta["aesthetic_score"] < cfg.min_aesthetic):
+        return False
+    if cfg.min_motion is not None and (meta.get("motion_score") is None or meta["motion_score"] < cfg.min_motion):
+        return False
+    return True
+
+
+def clip_offset(key: str, epoch: int, span: int, num_frames: int) -> int:
+    """A start frame chosen per (clip, epoch), reproducibly."""
+    room = max(0, num_frames - span)
+    return (int.from_bytes(key.encode()[:8].ljust(8, b"\0"), "little") * 2654435761 + epoch * 40503) % (room + 1)
+
+
+def prepare(sample: dict, cfg: DataConfig, epoch: int) -> dict | None:
+    """A raw tar sample -> a training example, or None when filtered out / unusable."""
+    meta = json.loads(sample["json"]) if "json" in sample else {}
+    if not keep(meta, cfg):
+        return None
+    caption = sample["txt"].decode() if "txt" in sample else (meta.get(cfg.caption_key) or "")
+    base = {"key": sample["__key__"], "caption": caption, "fps": float(meta.get("fps") or 24.0) / cfg.stride,
+            "motion": float(meta.get("motion_score") or 0.0)}
+    if "latents.npy" in sample:
+        lat = np.load(io.BytesIO(sample["latents.npy"]))           # (T, C, h, w) float16
+        if lat.shape[0] < cfg.frames:
+            return None
+        out = dict(base, latents=torch.from_numpy(lat[:cfg.frames].astype(np.float32)),
+                   bucket=(lat.shape[2] * 8, lat.shape[3] * 8))
+        if "text.npy" in sample:
+            out["text"] = torch.from_numpy(np.load(io.BytesIO(sample["text.npy"])).astype(np.float32))
+        return out
+    if "mp4" not in sample:
+        return None
+    bucket = nearest_bucket(meta.get("out_width") or meta.get("width") or 1, meta.get("out_height") or meta.get("height") or 1,
+                            cfg.buckets)
+    span = (cfg.frames - 1) * cfg.stride + 1
+    offset = clip_offset(sample["__key__"], epoch, span, int(meta.get("num_frames") or span))
+    frames = decode_clip(sample["mp4"], cfg.frames, cfg.stride, bucket, offset)
+    if frames is None and offset:
+        frames = decode_clip(sample["mp4"], cfg.frames, cfg.stride, bucket, 0)
+    if frames is None:
+        return None
+    return dict(base, frames=torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255, bucket=bucket)  # (T, 3, H, W)
+
+
+def collate(examples: list[dict]) -> dict:
+    out = {"keys": [e["key"] for e in examples], "captions": [e["caption"] for e in examples],
+           "fps": torch.tensor([e["fps"] for e in examples]), "motion": torch.tensor([e["motion"] for e in examples])}
+    for name in ("frames", "latents", "text"):
+        if all(name in e for e in examples):
+            out[name] = torch.stack([e[name] for e in examples])
+    return out
+
+
+class ClipBatches:
+    """Batches from the shards, forever (epoch after epoch), with a resumable position.
+
+    ``state_dict()`` / ``load_state_dict()`` hold the epoch, how many raw samples of it were read
+    and the examples waiting in partially filled buckets."""
+
+    def __init__(self, urls: list[str], cfg: DataConfig, rank: int = 0, world: int = 1, skip_keys=()):
+        self.urls = shard_split(urls, rank, world)
+        if not self.urls:
+            raise ValueError(f"rank {rank} of {world} has no shards: give at least {world} shard files")
+        self.cfg, self.skip_keys = cfg, set(skip_keys)
+        self.epoch, self.read, self.pending = 0, 0, {}
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "read": self.read,
+                "pending": {f"{b[0]}x{b[1]}": list(v) for b, v in self.pending.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.read = int(state["epoch"]), int(state["read"])
+        self.pending = {tuple(int(x) for x in k.split("x")): list(v) for k, v in state["pending"].items()}
+
+    def __iter__(self):
+        while True:
+            seen = 0
+            for url in self.urls:
+                for raw in iter_tar(url):
+                    seen += 1
+                    if seen <= self.read:  # resuming: already consumed
+                        continue
+                    self.read = seen
+                    if raw["__key__"] in self.skip_keys:
+                        continue
+                    ex = prepare(raw, self.cfg, self.epoch)
+                    if ex is None:
+                        continue
+                    queue = self.pending.setdefault(tuple(ex["bucket"]), [])
+                    queue.append(ex)
+                    if len(queue) == self.cfg.batch_size:
+                        self.pending[tuple(ex["bucket"])] = []
+                        yield collate(queue)
+            if seen == 0:
+                raise ValueError("the shards hold no samples")
+            self.epoch, self.read = self.epoch + 1, 0
+
+
+def validation_set(urls: list[str], cfg: DataConfig) -> list[dict]:
+    """The first ``val_samples`` usable clips of the last shard (sorted): held out from training."""
+    out = []
+    for raw in iter_tar(sorted(urls)[-1]):
+        ex = prepare(raw, cfg, 0)
+        if ex is not None:
+            out.append(ex)
+        if len(out) == cfg.val_samples:
+            break
+    return out
+
+
+def motion_calibration(urls: list[str], max_samples: int = 4096) -> list[float]:
+    """SVD's motion bucket (0-255) needs a mapping from our motion score; we use the dataset's
+    quantiles: 257 edges from the clips' ``motion_score`` (json members only)."""
+    scores = []
+    for url in sorted(urls):
+        for raw in iter_tar(url):
+            meta = json.loads(raw.get("json", b"{}"))
+            if meta.get("motion_score") is not None:
+                scores.append(float(meta["motion_score"]))
+            if len(scores) >= max_samples:
+                break
+    if not scores:
+        return [0.0] * 257
+    return [float(x) for x in np.quantile(np.asarray(scores), np.linspace(0, 1, 257))]
+
+
+def motion_bucket(score: torch.Tensor, edges: list[float]) -> torch.Tensor:
+    """Motion score -> bucket id 0..255 through the stored calibration table."""
+    e = torch.tensor(edges[1:-1], dtype=torch.float32)
+    return torch.bucketize(score.float(), e).clamp(0, 255).float()

@@ -1,0 +1,328 @@
+"""Train the video denoiser on vidcurate shards. Reads top to bottom:
+
+    config -> (DDP) -> frozen autoencoder + text encoder -> model (+ frozen spatial layers for
+    the video stage) -> data -> loop: encode, noise, predict, loss, step, EMA, log, validate,
+    checkpoint.
+
+    vidcurate train --shards 'run/shards/*.tar' --config model_training/configs/tiny.yaml --out train/
+    torchrun --nproc_per_node 2 -m model_training.train --shards ... --config ... --out ...
+
+Two stages (Video LDM): ``stage: image`` trains the spatial UNet on single frames (temporal
+layers off); ``stage: video`` loads it (``init_from``: a checkpoint of ours, or ``model.spatial_init``
+a diffusers UNet folder), freezes it and trains the temporal layers on clips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import glob
+import json
+import logging
+import os
+import time
+import typing
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+from model_training.data import ClipBatches, DataConfig, collate, motion_bucket, motion_calibration, validation_set
+from model_training.diffusion import DiffusionConfig, Schedule, warn_if_mismatched
+from model_training.model import ModelConfig, VideoUNet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TextConfig:
+    model: str = "ViT-L-14"            # open_clip name (+ pretrained tag or file) or a folder
+    pretrained: str | None = "openai"
+    caption_dropout: float = 0.1       # replace the caption by the empty embedding (for CFG)
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "video"               # "image" (spatial layers, single frames) or "video"
+    autoencoder: str = "taef2"         # taef2 | taef2:/folder | diffusers:<folder or hub name>
+    init_from: str | None = None       # a checkpoint directory of ours (e.g. the image stage's)
+    backbone_prediction: str | None = None  # what a frozen spatial_init was trained for (warns on mismatch)
+    steps: int = 200
+    lr: float = 2e-4
+    warmup_steps: int = 20
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    precision: str = "fp32"            # fp32 or bf16 (autocast; GPUs)
+    seed: int = 0
+    log_every: int = 10
+    val_every: int = 50
+    val_timesteps: tuple[int, ...] = (100, 300, 500, 700, 900)
+    ckpt_every: int = 100
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+
+
+def _build(cls, data: dict):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} key(s): {', '.join(sorted(unknown))}")
+    out = {}
+    for k, v in data.items():
+        if dataclasses.is_dataclass(hints[k]):
+            out[k] = _build(hints[k], v or {})
+        elif isinstance(v, list):
+            out[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+        else:
+            out[k] = v
+    return cls(**out)
+
+
+def load_train_config(path: str | None, overrides: dict | None = None) -> TrainConfig:
+    data = {}
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    for k, v in (overrides or {}).items():
+        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
+    cfg = _build(TrainConfig, data)
+    if cfg.stage not in ("image", "video"):
+        raise ValueError(f"stage must be image or video, got {cfg.stage!r}")
+    return cfg
+
+
+class TextEncoder:
+    """Frozen open_clip text tower: captions -> (B, D) L2-normalised embeddings."""
+
+    def __init__(self, cfg: TextConfig, device="cpu"):
+        from transforms.clip_embed import load_open_clip
+
+        self.net, _, self.tokenizer = load_open_clip(cfg.model, cfg.pretrained, str(device))
+        self.net.requires_grad_(False)
+
+    @torch.no_grad()
+    def __call__(self, captions: list[str]) -> torch.Tensor:
+        from transforms.clip_embed import embed_texts
+
+        return torch.from_numpy(embed_texts(self.net, self.tokenizer, [c or "" for c in captions]))
+
+
+def latents_of(batch: dict, ae, scale: float) -> torch.Tensor:
+    """(B, T, C, h, w) scaled latents from a batch of frames or cached latents."""
+    if "latents" in batch:
+        return batch["latents"] * scale
+    frames = batch["frames"]                                   # (B, T, 3, H, W) in [0, 1]
+    z = ae.encode(frames.flatten(0, 1))                        # (B*T, C, h, w)
+    return z.view(*frames.shape[:2], *z.shape[1:]) * scale
+
+
+def diffusion_loss(model, schedule, x0, text, micro, t, noise, temporal: bool):
+    xt = schedule.add_noise(x0, noise, t)
+    out = model(xt, t, text, micro=micro, temporal=temporal)
+    return F.mse_loss(out.float(), schedule.target(x0, noise, t).float())
+
+
+def save_checkpoint(path: str, model, ema, opt, sched, step: int, data_state: dict, extra: dict) -> None:
+    """An explicit checkpoint: weights as safetensors, the rest as plain tensors/primitives."""
+    from safetensors.torch import save_file
+
+    tmp = path + ".tmp"
+    os.makedirs(tmp, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(tmp, "model.safetensors"))
+    save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, os.path.join(tmp, "ema.safetensors"))
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
+                "rng": torch.get_rng_state(), "data": data_state}, os.path.join(tmp, "state.pt"))
+    with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as fh:
+        json.dump(extra, fh, indent=1)
+    if os.path.exists(path):
+        import shutil
+
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def load_weights(model, path: str, ema: bool = False) -> None:
+    from safetensors.torch import load_file
+
+    state = load_file(os.path.join(path, "ema.safetensors" if ema else "model.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected:
+        raise ValueError(f"checkpoint {path} has weights this model lacks: {unexpected[:5]}")
+    if missing and not all(VideoUNet.is_temporal(k) for k in missing):
+        raise ValueError(f"checkpoint {path} lacks weights: {missing[:5]}")
+
+
+def latest_checkpoint(out: str) -> str | None:
+    found = sorted(glob.glob(os.path.join(out, "checkpoints", "step_*")))
+    return found[-1] if found else None
+
+
+def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, progress: bool = True) -> dict:
+    # --- distributed setup (torchrun sets these; one process otherwise) -------------------------
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    os.makedirs(out, exist_ok=True)
+
+    # --- frozen parts ------------------------------------------------------------------------------
+    from model_training.autoencoder import load_autoencoder
+
+    ae = load_autoencoder(cfg.autoencoder).to(device)
+    text_encoder = TextEncoder(cfg.text, device)
+    schedule = Schedule(cfg.diffusion)
+    warn_if_mismatched(cfg.backbone_prediction, cfg.diffusion)
+
+    # --- model: image stage = temporal off; video stage = spatial frozen ----------------------------
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    model = VideoUNet(cfg.model).to(device)
+    torch.manual_seed(cfg.seed + 1000 * rank)  # different noise per rank
+    if cfg.init_from:
+        load_weights(model, cfg.init_from, ema=True)
+    temporal = cfg.stage == "video" and cfg.model.temporal
+    if cfg.stage == "video":
+        for p in model.spatial_parameters():
+            p.requires_grad_(False)
+        params = model.temporal_parameters()
+    else:
+        params = [p for n, p in model.named_parameters() if not model.is_temporal(n) or n.startswith("micro.")]
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+
+    # --- data ----------------------------------------------------------------------------------------
+    val = validation_set(shards, cfg.data) if rank == 0 else []
+    data = ClipBatches(shards, cfg.data, rank, world, skip_keys=[v["key"] for v in val])
+    calibration = motion_calibration(shards)
+    with torch.no_grad():  # latent scale: unit variance on the validation clips (stored with the checkpoint)
+        probe = latents_of(collate(val), ae, 1.0) if val else latents_of(next(iter(data)), ae, 1.0)
+        scale = float(1.0 / probe.std().clamp(min=1e-3)) if ae.scaling_factor == 1.0 else ae.scaling_factor
+    data = ClipBatches(shards, cfg.data, rank, world, skip_keys=[v["key"] for v in val])
+
+    step = 0
+    ckpt = latest_checkpoint(out) if resume else None
+    if ckpt:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(os.path.join(ckpt, "model.safetensors")))
+        ema.load_state_dict(load_file(os.path.join(ckpt, "ema.safetensors")))
+        state = torch.load(os.path.join(ckpt, "state.pt"), weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        data.load_state_dict(state["data"])
+        step = int(state["step"])
+        scale = json.load(open(os.path.join(ckpt, "meta.json"), encoding="utf-8"))["latent_scale"]
+        log.info("resumed from %s at step %d", ckpt, step)
+
+    def micro_of(batch):
+        return torch.stack([batch["fps"], motion_bucket(batch["motion"], calibration)], 1).to(device)
+
+    def validate() -> float:
+        """Mean loss at fixed timesteps with fixed noise on the held-out clips (EMA weights)."""
+        if not val:
+            return float("nan")
+        batch = collate(val)
+        g = torch.Generator().manual_seed(1234)
+        with torch.no_grad():
+            x0 = latents_of(batch, ae, scale).to(device)
+            if not temporal:
+                x0 = x0[:, :1]
+            text = text_encoder(batch["captions"]).to(device)
+            losses = []
+            for t in cfg.val_timesteps:
+                noise = torch.randn(x0.shape, generator=g).to(device)
+                tt = torch.full((x0.shape[0],), t, device=device, dtype=torch.long)
+                losses.append(diffusion_loss(ema, schedule, x0, text, micro_of(batch), tt, noise, temporal).item())
+        return sum(losses) / len(losses)
+
+    meta = {"config": dataclasses.asdict(cfg), "latent_scale": scale, "motion_calibration": calibration}
+    metrics = open(os.path.join(out, "metrics.jsonl"), "a", encoding="utf-8") if rank == 0 else None
+    if rank == 0 and step == 0:
+        v0 = validate()
+        metrics.write(json.dumps({"step": 0, "val_loss": v0}) + "\n")
+        metrics.flush()
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, desc=f"train ({cfg.stage})", unit="step")
+    it = iter(data)
+    t_last = time.perf_counter()
+    seen = open(os.path.join(out, f"data_rank{rank}.jsonl"), "a", encoding="utf-8")  # which clips each step used
+    while step < cfg.steps:
+        batch = next(it)
+        seen.write(json.dumps({"step": step + 1, "keys": batch["keys"]}) + "\n")
+        with torch.no_grad():
+            x0 = latents_of(batch, ae, scale).to(device)
+            if not temporal:
+                x0 = x0[:, :1]  # image stage: single frames
+            text = text_encoder(batch["captions"]).to(device)
+            drop = torch.rand(text.shape[0]) < cfg.text.caption_dropout
+            text[drop.to(device)] = 0.0  # the empty caption: what CFG's unconditional branch sees
+        t = torch.randint(0, schedule.cfg.steps, (x0.shape[0],), device=device)
+        noise = torch.randn_like(x0)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            loss = diffusion_loss(ddp, schedule, x0, text, micro_of(batch), t, noise, temporal)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                if pm.requires_grad:
+                    pe.lerp_(pm, 1 - cfg.ema_decay)
+        step += 1
+        if bar:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
+            now = time.perf_counter()
+            row = {"step": step, "loss": loss.item(), "lr": sched.get_last_lr()[0],
+                   "steps_per_s": cfg.log_every / max(1e-9, now - t_last)}
+            t_last = now
+            if step % cfg.val_every == 0 or step == cfg.steps:
+                row["val_loss"] = validate()
+            metrics.write(json.dumps(row) + "\n")
+            metrics.flush()
+        if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
+            save_checkpoint(os.path.join(out, "checkpoints", f"step_{step:07d}"), model, ema, opt, sched, step,
+                            data.state_dict(), meta)
+    seen.close()
+    if bar:
+        bar.close()
+    if metrics:
+        metrics.close()
+    if world > 1:
+        torch.distributed.barrier()
+    return {"step": step, "out": out, "keys_seen_rank": rank}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="vidcurate train", description="Train the latent video diffusion model on shards.")
+    ap.add_argument("--shards", required=True, help="glob of shard tars (mp4 shards or `vidcurate encode` latent shards)")
+    ap.add_argument("--config", help="training YAML (model_training/configs/tiny.yaml, gpu.yaml)")
+    ap.add_argument("--out", required=True, help="training directory (metrics.jsonl, checkpoints/)")
+    ap.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    ap.add_argument("--steps", type=int, help="override the number of steps")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    shards = sorted(glob.glob(args.shards))
+    if not shards:
+        raise SystemExit(f"no shards match {args.shards!r}")
+    cfg = load_train_config(args.config, {"steps": args.steps} if args.steps else None)
+    train(shards, cfg, args.out, resume=args.resume)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
