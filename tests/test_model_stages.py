@@ -78,21 +78,35 @@ def test_clip_local_checkpoint_embeddings(models, frames):
 def test_coca_beam_search_one_beam_is_greedy(models, frames):
     import torch
 
-    from transforms.captions import SOT, coca_beam_search, coca_captions
+    from transforms.captions import EOT, SOT, coca_beam_search, coca_captions
     from transforms.clip_embed import load_open_clip, preprocess_frames
 
     net, preprocess, _ = load_open_clip(models["coca"])
     pixels = preprocess_frames(preprocess, frames[:2])
-    beams = coca_beam_search(net, pixels, max_len=6, num_beams=1, min_len=0)
-    # Reference greedy decoding through the model's own forward.
+    beams = coca_beam_search(net, pixels, max_len=6, num_beams=1, min_len=6)  # no early end
+    # Reference: greedy decoding through the model's own forward. With one beam the search must
+    # find a sequence at least as likely as greedy's (equal up to float ties between tokens).
     with torch.inference_mode():
-        seq = torch.full((2, 1), SOT)
-        for _ in range(6):
-            logits = net(pixels, seq, output_labels=False)["logits"][:, -1]
-            seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], 1)
-    for i in range(2):
-        greedy = seq[i, 1:].tolist()
-        assert beams[i] == greedy[:len(beams[i])]
+        latent, embs = net._encode_image(pixels)
+
+        def logprob(ids):
+            seq = torch.tensor([[SOT, *ids]])
+            total = 0.0
+            for j, tok in enumerate(ids):
+                logits = net(None, seq[:, :j + 1], image_latent=latent[i:i + 1], image_embs=embs[i:i + 1],
+                             output_labels=False)["logits"][:, -1]
+                total += torch.log_softmax(logits.float(), -1)[0, tok].item()
+            return total
+
+        for i in range(2):
+            seq = torch.full((1, 1), SOT)
+            for _ in range(6):
+                logits = net(None, seq, image_latent=latent[i:i + 1], image_embs=embs[i:i + 1], output_labels=False)["logits"][:, -1]
+                logits[:, EOT] = float("-inf")
+                seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], 1)
+            greedy = seq[0, 1:].tolist()
+            assert len(beams[i]) == 6
+            assert beams[i] == greedy or logprob(beams[i]) >= logprob(greedy) - 1e-4
     caps = coca_captions(net, preprocess, frames[:3], seq_len=6, num_beams=3)
     assert len(caps) == 3 and caps == coca_captions(net, preprocess, frames[:3], seq_len=6, num_beams=3)
 
