@@ -176,7 +176,15 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
     from model_training.autoencoder import load_autoencoder
 
     ae = load_autoencoder(cfg.autoencoder).to(device)
-    text_encoder = TextEncoder(cfg.text, device)
+    encoder_cache = []
+
+    def embed_captions(batch) -> torch.Tensor:
+        """Caption embeddings: cached in latent shards, else from the (lazily loaded) text encoder."""
+        if "text" in batch:
+            return batch["text"]
+        if not encoder_cache:
+            encoder_cache.append(TextEncoder(cfg.text, device))
+        return encoder_cache[0](batch["captions"])
     schedule = Schedule(cfg.diffusion)
     warn_if_mismatched(cfg.backbone_prediction, cfg.diffusion)
 
@@ -236,7 +244,7 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
             x0 = latents_of(batch, ae, scale).to(device)
             if not temporal:
                 x0 = x0[:, :1]
-            text = text_encoder(batch["captions"]).to(device)
+            text = embed_captions(batch).to(device)
             losses = []
             for t in cfg.val_timesteps:
                 noise = torch.randn(x0.shape, generator=g).to(device)
@@ -265,7 +273,7 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
             x0 = latents_of(batch, ae, scale).to(device)
             if not temporal:
                 x0 = x0[:, :1]  # image stage: single frames
-            text = text_encoder(batch["captions"]).to(device)
+            text = embed_captions(batch).to(device)
             drop = torch.rand(text.shape[0]) < cfg.text.caption_dropout
             text[drop.to(device)] = 0.0  # the empty caption: what CFG's unconditional branch sees
         t = torch.randint(0, schedule.cfg.steps, (x0.shape[0],), device=device)

@@ -143,7 +143,7 @@ def _inspect(args, extra) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    trainers = {"train": "model_training.train", "sample": "model_training.sample"}
+    trainers = {"train": "model_training.train", "sample": "model_training.sample", "encode": "model_training.encode"}
     if argv and argv[0] in trainers:  # the trainer's commands have their own parsers
         import importlib
 
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     _inspect_parsers(sub)
     sub.add_parser("train", help="train the latent video diffusion model on shards (vidcurate train --help)")
     sub.add_parser("sample", help="sample a video from a trained checkpoint (vidcurate sample --help)")
+    sub.add_parser("encode", help="latent cache: mp4 shards -> latent shards, a Beam job (vidcurate encode --help)")
     args, extra = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -163,3 +163,58 @@ def test_torchrun_two_processes_train_on_disjoint_shards(shards, text_model, tmp
         for m in tarfile.open(s).getnames():
             shard_of[m.split(".")[0]] = s
     assert not {shard_of[k] for k in keys[0]} & {shard_of[k] for k in keys[1]}  # disjoint shards too
+
+
+@needs_taef2
+def test_encode_latent_cache_then_train_from_it(shards, text_model, tmp_path):
+    """`vidcurate encode` (a Beam job) writes latent shards equal to encoding the same frames
+    directly; it resumes without redoing shards; training reads the latent shards."""
+    from model_training.autoencoder import load_autoencoder
+    from model_training.data import iter_tar, prepare
+    from model_training.encode import encode
+    from model_training.train import TextEncoder, train
+
+    cfg = tiny_cfg(text_model, steps=4, log_every=1, val_every=2, ckpt_every=4)
+    out = tmp_path / "latents"
+    results = encode(shards, cfg, str(out), ["--direct_num_workers=2"])
+    assert len(results) == len(shards) and sum(r["written"] for r in results) >= 8
+    assert all(r["existing"] for r in encode(shards, cfg, str(out), ["--direct_num_workers=2"]))
+    latent_shards = sorted(str(p) for p in out.glob("latent-*.tar"))
+    cached = next(iter_tar(latent_shards[0]))
+    raw = next(r for r in iter_tar(shards[0]) if r["__key__"] == cached["__key__"])
+    ex = prepare(raw, cfg.data, 0)
+    import io
+    z = np.load(io.BytesIO(cached["latents.npy"]))
+    assert z.shape == (8, 32, 8, 8) and z.dtype == np.float16
+    np.testing.assert_allclose(z.astype(np.float32), load_autoencoder(cfg.autoencoder).encode(ex["frames"]).numpy(), atol=2e-2)
+    text = np.load(io.BytesIO(cached["text.npy"])).astype(np.float32)
+    np.testing.assert_allclose(text, TextEncoder(cfg.text)([ex["caption"]])[0].numpy(), atol=2e-3)
+    train(latent_shards, cfg, str(tmp_path / "train"), progress=False)
+    rows = [json.loads(line) for line in open(tmp_path / "train" / "metrics.jsonl")]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+
+
+@needs_taef2
+def test_two_stage_recipe_image_then_video(shards, text_model, tmp_path):
+    """Stage 1 trains the spatial layers on single frames; stage 2 starts from it, keeps them
+    frozen and trains the temporal layers."""
+    from safetensors.torch import load_file
+
+    from model_training.model import VideoUNet
+    from model_training.train import latest_checkpoint, train
+
+    image_cfg = tiny_cfg(text_model, stage="image", steps=3, log_every=1, val_every=100, ckpt_every=3)
+    train(shards, image_cfg, str(tmp_path / "image"), progress=False)
+    image_ckpt = latest_checkpoint(str(tmp_path / "image"))
+    image_ema = load_file(os.path.join(image_ckpt, "ema.safetensors"))
+    torch.manual_seed(image_cfg.seed)
+    init = dict(VideoUNet(image_cfg.model).named_parameters())
+    spatial = [n for n in init if not VideoUNet.is_temporal(n)]
+    assert any(not torch.equal(init[n], image_ema[n]) for n in spatial)  # stage 1 trained them
+    assert all(torch.equal(init[n], image_ema[n]) for n in init if ".temporal." in n)  # temporal untouched
+    video_cfg = tiny_cfg(text_model, stage="video", init_from=image_ckpt, steps=3, log_every=1, val_every=100, ckpt_every=3)
+    train(shards, video_cfg, str(tmp_path / "video"), progress=False)
+    video = load_file(os.path.join(latest_checkpoint(str(tmp_path / "video")), "model.safetensors"))
+    assert all(torch.equal(video[n], image_ema[n]) for n in spatial)  # frozen
+    assert any(not torch.equal(video[n], image_ema[n]) for n in init if ".temporal." in n)  # trained
