@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in trainers:  # the trainer's commands have their own parsers
         import importlib
 
+        logging.getLogger().addFilter(_drop_beam_import_noise)
         return importlib.import_module(trainers[argv[0]]).main(argv[1:])
     parser = argparse.ArgumentParser(prog="vidcurate", description="Curate video collections for video diffusion training.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

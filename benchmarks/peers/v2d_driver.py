@@ -35,7 +35,7 @@ def flow(path):
         data = fh.read()
     frames, _ = VideoDecorder(fps=2, num_threads=8, return_bytes=True)("video.mp4", data)
     resized = VideoResizer(size=16, key="mp4")({"mp4": frames})["mp4"]
-    frames = [np.asarray(f) for f in resized]
+    frames = np.array(resized).astype(np.float32)  # as video2dataset's optical_flow_worker does
     _, metrics, err = OpticalFlowSubsampler(detector="cv2", dtype="fp16")(frames)
     return {"file": path, "motion": metrics[0] if metrics else None, "error": err}
 
