@@ -84,9 +84,14 @@ def timed(cmd: list[str], **kw) -> tuple[float, str]:
     return wall, proc.stdout
 
 
+FAILED: dict[str, set] = {}  # case -> files the peer could not process
+
+
 def driver(python: str, script: str, stage: str, files: list[str], extra: list[str] = ()) -> tuple[float, dict]:
     wall, out = timed([python, str(PEERS / script), stage, "--procs", "2", *extra, *files])
     result = json.loads(out.strip().splitlines()[-1])
+    FAILED.setdefault(f"{script}:{stage}", set()).update(
+        os.path.basename(r["file"]) for r in result["results"] if r.get("error"))
     return result["seconds"], result
 
 
@@ -166,13 +171,15 @@ def main(argv=None) -> int:
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
               "videos": [os.path.basename(f) for f in files], "video_seconds": round(total, 1),
               "repeat": args.repeat, "times_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
-              "rows": rows, "ratios": ratios}
+              "rows": rows, "ratios": ratios, "peer_failures": {k: sorted(v) for k, v in FAILED.items()}}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "peers.json").write_text(json.dumps(report, indent=2))
     md = ["| case | median s | video-s per wall-s | fraction of ffmpeg decode floor |", "|---|---|---|---|"]
     md += [f"| {r['case']} | {r['median_s']} | {r['video_s_per_wall_s']} | {r['fraction_of_floor']} |" for r in rows]
     md += ["", "| ratio (peer time / vidcurate time) | value |", "|---|---|"]
     md += [f"| {k} | {v} |" for k, v in ratios.items()]
+    md += ["", "Files a peer could not process (its time still counts them): " +
+           ("; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in FAILED.items() if v) or "none")]
     (RESULTS / "peers.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from multiprocessing import Pool
+from concurrent.futures import ProcessPoolExecutor
 
 STAGE = WORKDIR = None
 
@@ -47,6 +47,12 @@ if __name__ == "__main__":
     os.makedirs(workdir, exist_ok=True)
     import data_juicer.ops  # noqa: F401 - import cost excluded from the timing
     t = time.perf_counter()
-    with Pool(procs, initializer=init, initargs=(stage, workdir)) as pool:
-        results = pool.map(work, files, chunksize=1)
+    results = []
+    with ProcessPoolExecutor(procs, initializer=init, initargs=(stage, workdir)) as pool:
+        futures = [(f, pool.submit(work, f)) for f in files]  # a crashed worker fails its files, not the run
+        for f, fut in futures:
+            try:
+                results.append(fut.result())
+            except Exception as exc:  # noqa: BLE001
+                results.append({"file": f, "error": f"{type(exc).__name__}: {exc}"})
     print(json.dumps({"seconds": time.perf_counter() - t, "results": results}))

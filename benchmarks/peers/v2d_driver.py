@@ -12,7 +12,7 @@ Prints JSON: seconds of work (imports excluded) and per-file results.
 import json
 import sys
 import time
-from multiprocessing import Pool
+from concurrent.futures import ProcessPoolExecutor
 
 
 def cuts(path):
@@ -45,6 +45,12 @@ if __name__ == "__main__":
     fn = {"cuts": cuts, "flow": flow}[stage]
     import video2dataset.subsamplers  # noqa: F401 - import cost excluded from the timing
     t = time.perf_counter()
-    with Pool(procs) as pool:
-        results = pool.map(fn, files, chunksize=1)
+    results = []
+    with ProcessPoolExecutor(procs) as pool:  # a crashed worker fails its files, not the run
+        futures = [(f, pool.submit(fn, f)) for f in files]
+        for f, fut in futures:
+            try:
+                results.append(fut.result())
+            except Exception as exc:  # noqa: BLE001
+                results.append({"file": f, "error": f"{type(exc).__name__}: {exc}"})
     print(json.dumps({"seconds": time.perf_counter() - t, "results": results}))
