@@ -38,7 +38,8 @@ def write_mp4(frames: np.ndarray, path: str, fps: float) -> None:
 
 def sample(checkpoint: str, prompt: str, frames: int, out: str, steps: int = 25, guidance: float = 4.0,
            fps: float = 12.0, motion: float | None = None, size: tuple[int, int] | None = None, seed: int = 0) -> str:
-    meta = json.load(open(os.path.join(checkpoint, "meta.json"), encoding="utf-8"))
+    with open(os.path.join(checkpoint, "meta.json"), encoding="utf-8") as fh:
+        meta = json.load(fh)
     cfg = _build(TrainConfig, meta["config"])
     model = VideoUNet(cfg.model).eval()
     load_weights(model, checkpoint, ema=True)

@@ -211,9 +211,10 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
     data = ClipBatches(shards, cfg.data, rank, world, skip_keys=[v["key"] for v in val])
     calibration = motion_calibration(shards)
     with torch.no_grad():  # latent scale: unit variance on the validation clips (stored with the checkpoint)
-        probe = latents_of(collate(val), ae, 1.0) if val else latents_of(next(iter(data)), ae, 1.0)
+        # Ranks without validation clips probe a throwaway iterator, so `data` starts at the beginning.
+        probe_batch = collate(val) if val else next(iter(ClipBatches(shards, cfg.data, rank, world)))
+        probe = latents_of(probe_batch, ae, 1.0)
         scale = float(1.0 / probe.std().clamp(min=1e-3)) if ae.scaling_factor == 1.0 else ae.scaling_factor
-    data = ClipBatches(shards, cfg.data, rank, world, skip_keys=[v["key"] for v in val])
 
     step = 0
     ckpt = latest_checkpoint(out) if resume else None
@@ -228,7 +229,8 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
         torch.set_rng_state(state["rng"])
         data.load_state_dict(state["data"])
         step = int(state["step"])
-        scale = json.load(open(os.path.join(ckpt, "meta.json"), encoding="utf-8"))["latent_scale"]
+        with open(os.path.join(ckpt, "meta.json"), encoding="utf-8") as fh:
+            scale = json.load(fh)["latent_scale"]
         log.info("resumed from %s at step %d", ckpt, step)
 
     def micro_of(batch):

@@ -22,7 +22,6 @@ from transforms.analyze import video_id_for
 log = logging.getLogger(__name__)
 
 ALL_STAGES = ("probe", "cuts", "motion", "ocr", "clip", "caption")
-IMPLEMENTED_STAGES = ALL_STAGES
 DEFAULT_STAGES = ("probe", "cuts", "motion")
 
 
@@ -33,10 +32,6 @@ def parse_stages(text: str | None) -> tuple[str, ...]:
     unknown = [s for s in stages if s not in ALL_STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(ALL_STAGES)}")
-    missing = [s for s in stages if s not in IMPLEMENTED_STAGES]
-    if missing:
-        raise ValueError(f"stage(s) {', '.join(missing)} are not available in this version; "
-                         f"available: {', '.join(IMPLEMENTED_STAGES)}")
     return stages
 
 

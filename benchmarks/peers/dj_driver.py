@@ -8,11 +8,10 @@ ocr: ``video_ocr_area_ratio_filter`` (3 frames, English only: the offline EasyOC
 Prints JSON: seconds of work (imports excluded) and per-file results.
 """
 
-import json
 import os
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
+
+from pool import run_and_print
 
 STAGE = WORKDIR = None
 
@@ -46,13 +45,4 @@ if __name__ == "__main__":
     stage, procs, workdir, files = sys.argv[1], int(sys.argv[3]), sys.argv[5], sys.argv[6:]
     os.makedirs(workdir, exist_ok=True)
     import data_juicer.ops  # noqa: F401 - import cost excluded from the timing
-    t = time.perf_counter()
-    results = []
-    with ProcessPoolExecutor(procs, initializer=init, initargs=(stage, workdir)) as pool:
-        futures = [(f, pool.submit(work, f)) for f in files]  # a crashed worker fails its files, not the run
-        for f, fut in futures:
-            try:
-                results.append(fut.result())
-            except Exception as exc:  # noqa: BLE001
-                results.append({"file": f, "error": f"{type(exc).__name__}: {exc}"})
-    print(json.dumps({"seconds": time.perf_counter() - t, "results": results}))
+    run_and_print(work, files, procs, initializer=init, initargs=(stage, workdir))

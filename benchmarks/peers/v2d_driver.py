@@ -9,10 +9,9 @@ resized to a 16 px short side, ``OpticalFlowSubsampler`` (OpenCV Farneback, fp16
 Prints JSON: seconds of work (imports excluded) and per-file results.
 """
 
-import json
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
+
+from pool import run_and_print
 
 
 def cuts(path):
@@ -44,13 +43,4 @@ if __name__ == "__main__":
     stage, procs, files = sys.argv[1], int(sys.argv[3]), sys.argv[4:]
     fn = {"cuts": cuts, "flow": flow}[stage]
     import video2dataset.subsamplers  # noqa: F401 - import cost excluded from the timing
-    t = time.perf_counter()
-    results = []
-    with ProcessPoolExecutor(procs) as pool:  # a crashed worker fails its files, not the run
-        futures = [(f, pool.submit(fn, f)) for f in files]
-        for f, fut in futures:
-            try:
-                results.append(fut.result())
-            except Exception as exc:  # noqa: BLE001
-                results.append({"file": f, "error": f"{type(exc).__name__}: {exc}"})
-    print(json.dumps({"seconds": time.perf_counter() - t, "results": results}))
+    run_and_print(fn, files, procs)
