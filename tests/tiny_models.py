@@ -80,6 +80,17 @@ def tiny_coca(folder: Path, seed: int = 0) -> str:
            "custom_text": True}
     torch.manual_seed(seed)
     model = open_clip.CoCa(**{k: v for k, v in cfg.items() if k != "custom_text"})
+    # open_clip leaves CoCa's text decoder output at zero (all tokens tie, so decoding is
+    # arbitrary): give every weight a seeded random value so the logits rank tokens.
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+            elif p.ndim == 1 and ("ln" in name or "norm" in name):
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
     return _save_open_clip(model, cfg, Path(folder))
 
 

@@ -63,7 +63,8 @@ def coca_beam_search(net, pixels, max_len: int = 30, num_beams: int = 3, min_len
         finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
         for step in range(max_len):
             logits = net(None, seqs, image_latent=latent, image_embs=embs, output_labels=False)["logits"][:, -1]
-            logp = torch.log_softmax(logits.float(), dim=-1)  # (b*k, V)
+            # NaN logits (a broken checkpoint) must never win a topk: treat them as impossible.
+            logp = torch.log_softmax(logits.float(), dim=-1).nan_to_num(nan=float("-inf"))  # (b*k, V)
             if step < min_len:
                 logp[:, EOT] = float("-inf")
             vocab = logp.shape[-1]
