@@ -21,7 +21,7 @@ import traceback
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline import resume, schemas
+from pipeline import balance, resume, schemas
 from transforms import decode
 from transforms.analyze import analyze_video, clip_rows, video_id_for, video_row
 from transforms.filters import apply_filters, percentile_columns, percentile_thresholds
@@ -59,6 +59,9 @@ class AnalyzeVideoFn(beam.DoFn):
         self.clips_found = Metrics.counter("vidcurate", "clips_found")
         self.seconds = Metrics.distribution("vidcurate", "analysis_ms_per_video")
 
+    def setup(self):
+        one_thread_per_worker()
+
     def analyse(self, source: str) -> tuple[dict, list[dict], dict | None]:
         try:
             analysis = analyze_video(source, self.cfg, motion=self.motion)
@@ -76,6 +79,14 @@ class AnalyzeVideoFn(beam.DoFn):
     def process(self, source: str):
         row, clips, error = self.analyse(source)
         yield from finish_video(self.output, self.key, row, clips, error)
+
+
+def one_thread_per_worker() -> None:
+    """The local runner starts one worker process per core (remote runners one per vCPU):
+    OpenCV's own thread pool on top of that only adds contention."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def finish_video(output: str | None, key: str, row: dict, clips: list[dict], error: dict | None):
@@ -134,6 +145,9 @@ class AnalyzeSegmentFn(beam.DoFn):
     def __init__(self, cfg, motion: bool = True):
         self.cfg, self.motion = cfg, motion
 
+    def setup(self):
+        one_thread_per_worker()
+
     def process(self, element):
         from transforms.segments import analyze_segment
 
@@ -173,6 +187,11 @@ class MergeSegmentsFn(beam.DoFn):
         yield from finish_video(self.output, self.key, *failed)
 
 
+def segment_cost(element) -> float:
+    source, k, total, index, a, b = element
+    return balance.frame_cost(b - a, index.info.width, index.info.height)
+
+
 def emit_record(record: dict):
     """A video's analysis as the outputs of AnalyzeVideos (also used for resumed records)."""
     yield record["video"]
@@ -185,20 +204,24 @@ def emit_record(record: dict):
 class AnalyzeVideos(beam.PTransform):
     """sources -> {"videos", "clips", "errors"}"""
 
-    def __init__(self, cfg, output=None, motion=True):
+    def __init__(self, cfg, output=None, motion=True, workers: int = 0):
+        """``workers`` > 1 (local runner): ``sources`` are ``(bucket, source)`` pairs planned by
+        :func:`pipeline.balance.plan` and each bucket runs on one worker; segments of long
+        videos are dealt out by cost too. Otherwise sources are plain and reshuffled."""
         super().__init__()
-        self.cfg, self.output, self.motion = cfg, output, motion
+        self.cfg, self.output, self.motion, self.workers = cfg, output, motion, workers
 
     def expand(self, sources):
-        planned = (sources
-                   | "SpreadOverWorkers" >> beam.Reshuffle()
+        spread = (sources | "DealToWorkers" >> balance.DealToWorkers() if self.workers > 1
+                  else sources | "SpreadOverWorkers" >> beam.Reshuffle())
+        planned = (spread
                    | "PlanSegments" >> beam.ParDo(PlanSegmentsFn(self.cfg, self.output))
                    .with_outputs(SEGMENTS, ERRORS, main="whole"))
         whole = (planned["whole"]
                  | "ProbeCutsMotion" >> beam.ParDo(AnalyzeVideoFn(self.cfg, self.output, self.motion))
                  .with_outputs(CLIPS, ERRORS, main="videos"))
         merged = (planned[SEGMENTS]
-                  | "SpreadSegments" >> beam.Reshuffle()
+                  | "SpreadSegments" >> balance.BalanceSegments(self.workers, segment_cost)
                   | "AnalyzeSegments" >> beam.ParDo(AnalyzeSegmentFn(self.cfg, self.motion))
                   | "GroupSegments" >> beam.GroupByKey()
                   | "MergeSegments" >> beam.ParDo(MergeSegmentsFn(self.cfg, self.output))
@@ -473,10 +496,17 @@ def table_shards(n_inputs: int, cfg) -> dict[str, int]:
 
 
 def build(p: beam.Pipeline, sources: list[str], output: str, cfg, write_media: bool = True,
-          done: list[dict] | None = None, stages=("probe", "cuts", "motion")) -> None:
+          done: list[dict] | None = None, stages=("probe", "cuts", "motion"), workers: int = 0) -> None:
     """Add the whole curation graph to pipeline ``p``. ``sources`` are analysed; ``done`` are
-    completion records of videos a killed earlier run already analysed (they are not redone)."""
-    fresh = (p | "Sources" >> beam.Create(sources)) | "Analyze" >> AnalyzeVideos(cfg, output)
+    completion records of videos a killed earlier run already analysed (they are not redone).
+    ``workers``: worker processes of a local run (> 1: the work is dealt out balanced by cost,
+    see :mod:`pipeline.balance`)."""
+    if workers > 1:
+        buckets = balance.plan(balance.source_costs(sources, cfg), workers)
+        source_pc = p | "Sources" >> beam.Create(list(zip(buckets, sources)))
+    else:
+        source_pc = p | "Sources" >> beam.Create(sources)
+    fresh = source_pc | "Analyze" >> AnalyzeVideos(cfg, output, workers=workers)
     resumed = (p | "Resumed" >> beam.Create(done or [])
                | "FromRecords" >> beam.FlatMap(emit_record).with_outputs(CLIPS, ERRORS, main="videos"))
     analysed = {tag: (fresh[tag], resumed[tag]) | f"Merge{tag.title()}" >> beam.Flatten()

@@ -15,7 +15,7 @@ from importlib import metadata
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import beam_pipeline, resume
+from pipeline import balance, beam_pipeline, resume
 from pipeline.inputs import expand_inputs
 from transforms.analyze import video_id_for
 
@@ -182,9 +182,11 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
     log.info("vidcurate: %d input(s) -> %s (stages: %s%s)%s", len(sources), output, ",".join(stage_list),
              ", analysis only" if no_clips else "",
              f"; resuming: {len(done)} already analysed, {stale} stale temp file(s) removed" if done or stale else "")
-    wall = execute(output, pipeline_options(cfg, beam_args or [], profile), ids,
+    options = pipeline_options(cfg, beam_args or [], profile)
+    workers = balance.local_workers(options)
+    wall = execute(output, options, ids,
                    lambda p: beam_pipeline.build(p, todo, output, cfg, write_media=not no_clips,
-                                                 done=list(done.values()), stages=stage_list))
+                                                 done=list(done.values()), stages=stage_list, workers=workers))
     summary = summarize(output, cfg, stage_list, wall, len(sources), no_clips)
     summary["run_key"] = key
     summary["resumed_videos"] = len(done)

@@ -52,11 +52,14 @@ def analyze_video(source: str, cfg, motion: bool = True) -> VideoAnalysis:
         pts: list[int] = []
         times: list[float] = []
         n = 0
-        for df in decode.iter_frames(container, source, cfg.analysis.decode_threads):
+        for df in decode.iter_frames(container, source, cfg.analysis.decode_threads,
+                                     skip_loop_filter=cfg.analysis.skip_loop_filter):
             t = df.time if not times else max(df.time, times[-1] + 1e-6)
-            cascade.push(df.index, decode.to_bgr(df.frame, aw, ah))
+            bgr, grey = decode.to_bgr_grey(df.frame, aw, ah)
+            cascade.push(df.index, bgr, grey)
             if sampler is not None and sampler.wants(t - times[0] if times else 0.0):
-                sampler.push(df.index, t - (times[0] if times else t), decode.to_gray(df.frame, mw, mh))
+                sampler.push(df.index, t - (times[0] if times else t),
+                             decode.motion_grey(df.frame, grey, (aw, ah), (mw, mh)))
             pts.append(df.pts if df.pts is not None else -1)
             times.append(t)
             n += 1

@@ -101,7 +101,8 @@ def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, m
     sampler = MotionSampler(fps, cfg.motion.fps, cfg.motion.method) if motion else None
     global_of: list[int] = []  # local position -> global frame number
     with decode.opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
-        for df in decode.iter_frames(container, source, cfg.analysis.decode_threads, start_pts=int(index.pts[lo])):
+        for df in decode.iter_frames(container, source, cfg.analysis.decode_threads, start_pts=int(index.pts[lo]),
+                                     skip_loop_filter=cfg.analysis.skip_loop_filter):
             if df.pts is None:
                 continue
             g = int(np.searchsorted(index.pts, df.pts))
@@ -111,9 +112,10 @@ def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, m
                 break
             local = len(global_of)
             global_of.append(g)
-            cascade.push(local, decode.to_bgr(df.frame, aw, ah))
+            bgr, grey = decode.to_bgr_grey(df.frame, aw, ah)
+            cascade.push(local, bgr, grey)
             if sampler is not None and sampler.wants(times[g]):
-                sampler.push(g, float(times[g]), decode.to_gray(df.frame, mw, mh))
+                sampler.push(g, float(times[g]), decode.motion_grey(df.frame, grey, (aw, ah), (mw, mh)))
     m = len(global_of)
     if m == 0:
         raise decode.CorruptVideo(f"{source}: no frame of {start}-{end} could be decoded")

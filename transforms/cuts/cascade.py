@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from transforms.cuts.base import Boundaries, FrameDetector
-from transforms.cuts.content import PySceneDetectLevel
+from transforms.cuts.content import PySceneDetectLevel, to_hsv
 from transforms.cuts.fades import find_fades, merge_ranges
 from transforms.cuts.gradual import GradualTransitionDetector
 
@@ -66,9 +66,14 @@ class CutCascade(FrameDetector):
             self.fps, tuple(cfg.cascade_strides), cfg.cascade_threshold, cfg.detector,
             cfg.min_scene_s, cfg.max_transition_s)
 
-    def push(self, index: int, frame_bgr: np.ndarray) -> None:
-        self.frame_level.push(index, frame_bgr)
-        self.gradual.push(index, frame_bgr)
+    def push(self, index: int, frame_bgr: np.ndarray, grey: np.ndarray | None = None) -> None:
+        """``grey``: the frame's luma at the same size when the caller has it (saves a conversion)."""
+        hsv = to_hsv(frame_bgr)
+        if isinstance(self.frame_level, PySceneDetectLevel):
+            self.frame_level.push(index, frame_bgr, hsv)
+        else:
+            self.frame_level.push(index, frame_bgr)
+        self.gradual.push(index, frame_bgr, hsv, grey)
 
     def finish(self, num_frames: int) -> Boundaries:
         hard = self.frame_level.finish(num_frames)

