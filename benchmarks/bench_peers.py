@@ -15,7 +15,8 @@ Peers run their own operator code through small drivers (``benchmarks/peers/``) 
 of 2 processes (one per core, like vidcurate's 2 Beam workers); their time excludes Python
 imports. vidcurate's figures are whole commands (``vidcurate run ...`` as a subprocess: Python
 and Beam start-up included). Floor: ``ffmpeg -threads 2 -i X -f null -`` over the same files.
-Every case runs once per round, rounds interleaved; medians. Results:
+vidcurate's split runs twice: clips at source size and at 512 px (``clips.max_side``, the
+training-resolution lever). Every case runs once per round, rounds interleaved; medians. Results:
 ``benchmarks/results/peers.{json,md}``.
 """
 

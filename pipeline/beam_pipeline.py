@@ -111,8 +111,8 @@ def _failure(source: str, exc: Exception) -> tuple[dict, list, dict]:
 class PlanSegmentsFn(beam.DoFn):
     """source -> itself (analysed whole) or, for a long video, its segments as separate work."""
 
-    def __init__(self, cfg, output: str | None = None):
-        self.cfg, self.output = cfg, output
+    def __init__(self, cfg, output: str | None = None, workers: int = 0):
+        self.cfg, self.output, self.workers = cfg, output, workers
         self.key = resume.analysis_key(cfg)
         self.split = Metrics.counter("vidcurate", "videos_split_into_segments")
 
@@ -127,7 +127,7 @@ class PlanSegmentsFn(beam.DoFn):
             if split_s or (seg > 0 and decode.probe(source).duration_s > 1.5 * seg):
                 index = index_video(source, self.cfg)
                 if index is not None:
-                    spans = plan_segments(len(index.pts), index.fps, split_s or seg)
+                    spans = plan_segments(len(index.pts), index.fps, split_s or seg, max(1, self.workers))
                     self.split.inc()
                     for k, (a, b) in enumerate(spans):
                         yield beam.pvalue.TaggedOutput(SEGMENTS, (source, k, len(spans), index, a, b))
@@ -218,7 +218,7 @@ class AnalyzeVideos(beam.PTransform):
         spread = (sources | "DealToWorkers" >> balance.DealToWorkers() if self.workers > 1
                   else sources | "SpreadOverWorkers" >> beam.Reshuffle())
         planned = (spread
-                   | "PlanSegments" >> beam.ParDo(PlanSegmentsFn(self.cfg, self.output))
+                   | "PlanSegments" >> beam.ParDo(PlanSegmentsFn(self.cfg, self.output, self.workers))
                    .with_outputs(SEGMENTS, ERRORS, main="whole"))
         whole = (planned["whole"]
                  | "ProbeCutsMotion" >> beam.ParDo(AnalyzeVideoFn(self.cfg, self.output, self.motion))

@@ -273,6 +273,7 @@ def test_long_videos_split_across_workers_equal_whole_analysis(tmp_path):
     from transforms.segments import analyze_in_segments, plan_segments
 
     assert plan_segments(1000, 25.0, 10.0) == [(0, 250), (250, 500), (500, 750), (750, 1000)]
+    assert len(plan_segments(1000, 25.0, 8.0)) == 5 and len(plan_segments(1000, 25.0, 8.0, multiple=2)) == 6
     # Pure: a video analysed in segments gives exactly what one pass gives (cuts, fades that
     # straddle segment boundaries, motion pairs).
     from transforms.analyze import analyze_video

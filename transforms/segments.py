@@ -69,9 +69,13 @@ def warmup_frames(fps: float, cfg) -> int:
     return int(np.ceil((c.max_transition_s + c.min_scene_s) * fps)) + 2 * max(c.cascade_strides) + 4
 
 
-def plan_segments(n_frames: int, fps: float, segment_s: float) -> list[tuple[int, int]]:
+def plan_segments(n_frames: int, fps: float, segment_s: float, multiple: int = 1) -> list[tuple[int, int]]:
+    """Equal consecutive frame ranges of about ``segment_s`` seconds; with ``multiple`` > 1 their
+    count is rounded up to a multiple of it (one video over 2 workers: 6 segments, not 5)."""
     per = max(1, int(round(segment_s * fps)))
     k = max(1, int(round(n_frames / per)))
+    if multiple > 1 and k > 1:
+        k = -(-k // multiple) * multiple
     edges = [round(i * n_frames / k) for i in range(k + 1)]
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
