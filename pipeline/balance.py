@@ -19,12 +19,9 @@ keep the plain ``Reshuffle``.
 from __future__ import annotations
 
 import heapq
-import logging
 import os
 
 import apache_beam as beam
-
-log = logging.getLogger(__name__)
 
 # Analysis cost model: per decoded frame, decoding grows with the pixel count and the
 # detectors + flow cost about as much as decoding 400k pixels (measured at 128 px analysis).
@@ -57,17 +54,24 @@ SPLIT_SHARE = 0.5
 MIN_SPLIT_S = 20.0
 
 
+# Cost of a video that is split into segments, in its first step (the demux-only index pass),
+# as a fraction of analysing it whole.
+INDEX_PASS_SHARE = 0.03
+
+
 def plan_work(sources: list[str], cfg, workers: int) -> list[tuple[int, tuple[str, float | None]]]:
     """``(bucket, (source, split_s))`` for each input: the worker bucket of its first step, and
-    the segment length to split it into (None: analysed whole, or split by the duration rule
-    of ``analysis.segment_s``).
+    how to analyse it: segments of ``split_s`` seconds, 0.0 whole, None undecided (an input
+    whose header was not read here; the worker reads it).
 
     Costs come from the headers of local files (remote inputs, failures and runs of more than
-    ``MAX_PROBED`` inputs count as equal or by file size). Videos split into segments cost only
-    their index pass here: their segments are dealt out separately, by cost. ``segment_s`` 0
-    (never split) turns the splitting off here too.
+    ``MAX_PROBED`` inputs count as equal or by file size). Besides the ``analysis.segment_s``
+    duration rule, a video over ``SPLIT_SHARE`` of one worker's share is split into one segment
+    per worker. Split videos cost only their index pass here: their segments are dealt out
+    separately, by cost. ``segment_s`` 0 (never split) turns all splitting off.
     """
     from transforms import decode
+    from transforms.segments import duration_split
 
     infos, costs = [], []
     for s in sources:
@@ -89,13 +93,15 @@ def plan_work(sources: list[str], cfg, workers: int) -> list[tuple[int, tuple[st
     seg = cfg.analysis.segment_s
     split: list[float | None] = []
     for info, cost in zip(infos, costs):
-        s_len = None
-        if info is not None and seg > 0 and info.duration_s <= 1.5 * seg and workers > 1 \
-                and cost > SPLIT_SHARE * share and info.duration_s >= workers * MIN_SPLIT_S:
+        if info is None:
+            split.append(None)
+            continue
+        s_len = duration_split(info.duration_s, seg)
+        if not s_len and seg > 0 and workers > 1 and cost > SPLIT_SHARE * share \
+                and info.duration_s >= workers * MIN_SPLIT_S:
             s_len = info.duration_s / workers
         split.append(s_len)
-    first_step = [c * 0.03 if s is not None or (i is not None and seg > 0 and i.duration_s > 1.5 * seg) else c
-                  for c, s, i in zip(costs, split, infos)]
+    first_step = [c * INDEX_PASS_SHARE if s else c for c, s in zip(costs, split)]
     buckets = plan(first_step, workers)
     return [(b, (src, s)) for b, src, s in zip(buckets, sources, split)]
 

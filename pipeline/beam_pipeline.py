@@ -117,17 +117,19 @@ class PlanSegmentsFn(beam.DoFn):
         self.split = Metrics.counter("vidcurate", "videos_split_into_segments")
 
     def process(self, element):
-        """``element``: a source, or ``(source, split_s)`` where the driver asked for segments
-        of ``split_s`` seconds (see :func:`pipeline.balance.plan_work`)."""
-        from transforms.segments import index_video, plan_segments
+        """``element``: a source, or ``(source, split_s)`` where the driver already decided
+        (see :func:`pipeline.balance.plan_work`): segments of ``split_s`` seconds, 0.0 whole,
+        None undecided (the header is read here)."""
+        from transforms.segments import duration_split, index_video, plan_segments
 
         source, split_s = element if isinstance(element, tuple) else (element, None)
-        seg = self.cfg.analysis.segment_s
         try:
-            if split_s or (seg > 0 and decode.probe(source).duration_s > 1.5 * seg):
+            if split_s is None:
+                split_s = duration_split(decode.probe(source).duration_s, self.cfg.analysis.segment_s)
+            if split_s > 0:
                 index = index_video(source, self.cfg)
                 if index is not None:
-                    spans = plan_segments(len(index.pts), index.fps, split_s or seg, max(1, self.workers))
+                    spans = plan_segments(len(index.pts), index.fps, split_s, max(1, self.workers))
                     self.split.inc()
                     for k, (a, b) in enumerate(spans):
                         yield beam.pvalue.TaggedOutput(SEGMENTS, (source, k, len(spans), index, a, b))
@@ -288,7 +290,7 @@ class WriteClipsFn(beam.DoFn):
         out_dir = os.path.join(self.staging, video_id)
         done: set[str] = set()
         try:
-            for row, media, err in write_clips(rows[0]["source"], rows, out_dir, self.cfg, self.cfg.clips.threads):
+            for row, media, err in write_clips(rows[0]["source"], rows, out_dir, self.cfg):
                 done.add(row["clip_id"])
                 row = dict(row)
                 if err is None:

@@ -110,9 +110,6 @@ class ClipsConfig:
     preset: str = "veryfast"
     # Longest side of written clips in pixels; 0 keeps the source size.
     max_side: int = 0
-    # Encoder (and source decoder) threads per clip; 0 lets FFmpeg choose. Unlike the analysis
-    # decode, 1 measured slower here (46-49 s against 42-46 s for the shared videos' full run).
-    threads: int = 0
     # Copy the clip's audio (re-encoded to AAC) into the mp4.
     keep_audio: bool = False
     # JPEG quality of the middle-frame thumbnail stored with each sample.

@@ -27,7 +27,7 @@ def _small_frames(path, limit=None):
         for df in decode.iter_frames(c, path):
             if limit is not None and df.index >= limit:
                 return
-            yield df.index, decode.to_bgr(df.frame, 128, 72)
+            yield df.index, decode.to_bgr_grey(df.frame, 128, 72)[0]
 
 
 @pytest.mark.parametrize("ours,theirs", [(HsvContentDetector, ContentDetector), (HsvAdaptiveDetector, AdaptiveDetector)])
@@ -65,6 +65,12 @@ def test_skipping_the_loop_filter_finds_the_same_cuts(name):
     fast = analyze_video(path, Config())
     full = analyze_video(path, with_changes(Config(), analysis={"skip_loop_filter": False}))
     assert Config().analysis.skip_loop_filter
+    # The option really reaches the decoder: without deblocking, the decoded pixels differ.
+    with decode.opened(path) as a, decode.opened(path) as b:
+        raw = [decode._plane(df.frame, 0).copy() for df, _ in zip(decode.iter_frames(a, path, 1), range(30))]
+        skipped = [decode._plane(df.frame, 0).copy()
+                   for df, _ in zip(decode.iter_frames(b, path, 1, skip_loop_filter=True), range(30))]
+    assert any(not np.array_equal(x, y) for x, y in zip(raw, skipped))
     assert fast.cuts.cuts == full.cuts.cuts and fast.cuts.scenes == full.cuts.scenes
     ms_fast = np.array([p.score for p in fast.motion])
     ms_full = np.array([p.score for p in full.motion])
@@ -105,9 +111,11 @@ def test_plan_work_splits_only_a_dominant_video():
     split = {os.path.basename(w[1][0]): w[1][1] for w in work}
     # The 1080p slides outweigh everything else: split in two (~61 s each); the rest stay whole.
     assert split["video2dataset_laion_slides_1080p.mp4"] == pytest.approx(122.6 / 2, abs=0.5)
-    assert all(split[n] is None for n in names[1:])
-    # With one worker nothing is split; with the duration rule a long video keeps it.
-    assert all(w[1][1] is None for w in balance.plan_work(sources, Config(), 1))
+    assert all(split[n] == 0.0 for n in names[1:])  # decided here: analysed whole
+    # With one worker nothing is split; the duration rule (segment_s) is decided here too.
+    assert all(w[1][1] == 0.0 for w in balance.plan_work(sources, Config(), 1))
     cfg = with_changes(Config(), analysis={"segment_s": 60.0})
-    assert dict((os.path.basename(w[1][0]), w[1][1]) for w in balance.plan_work(sources, cfg, 2))[names[0]] is None
-    assert all(w[1][1] is None for w in balance.plan_work(sources, with_changes(Config(), analysis={"segment_s": 0.0}), 2))
+    assert dict((os.path.basename(w[1][0]), w[1][1]) for w in balance.plan_work(sources, cfg, 2))[names[0]] == 60.0
+    assert all(w[1][1] == 0.0 for w in balance.plan_work(sources, with_changes(Config(), analysis={"segment_s": 0.0}), 2))
+    # An input whose header cannot be read is left for the worker (which writes its error row).
+    assert balance.plan_work(["/nonexistent/video.mp4"], Config(), 2)[0][1] == ("/nonexistent/video.mp4", None)

@@ -126,8 +126,6 @@ def encode_clip(frames: Iterator[av.VideoFrame], path: str, rate: Fraction, widt
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(cfg.crf), "preset": cfg.preset} if "264" in cfg.codec else {}
-        if cfg.threads:
-            stream.codec_context.thread_count = cfg.threads
         for frame in frames:
             f = frame.reformat(width=width, height=height, format="yuv420p")
             f.pts = written

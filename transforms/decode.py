@@ -394,11 +394,6 @@ def to_gray(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
     return frame.to_ndarray(width=width, height=height, format="gray", interpolation="AREA")
 
 
-def to_bgr(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
-    """Small BGR picture for the cut detectors (see :func:`to_bgr_grey`)."""
-    return to_bgr_grey(frame, width, height)[0]
-
-
 def to_bgr_grey(frame: av.VideoFrame, width: int, height: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Small BGR picture for the cut detectors and, for planar YUV, its luma at the same size.
 

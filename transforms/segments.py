@@ -69,6 +69,12 @@ def warmup_frames(fps: float, cfg) -> int:
     return int(np.ceil((c.max_transition_s + c.min_scene_s) * fps)) + 2 * max(c.cascade_strides) + 4
 
 
+def duration_split(duration_s: float, segment_s: float) -> float:
+    """Segment length for a video of ``duration_s`` under ``analysis.segment_s``: videos longer
+    than 1.5x it are split into segments of about that length; 0.0 = analysed whole."""
+    return segment_s if segment_s > 0 and duration_s > 1.5 * segment_s else 0.0
+
+
 def plan_segments(n_frames: int, fps: float, segment_s: float, multiple: int = 1) -> list[tuple[int, int]]:
     """Equal consecutive frame ranges of about ``segment_s`` seconds; with ``multiple`` > 1 their
     count is rounded up to a multiple of it (one video over 2 workers: 6 segments, not 5)."""
