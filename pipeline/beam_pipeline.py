@@ -23,7 +23,7 @@ from apache_beam.metrics import Metrics
 
 from pipeline import balance, resume, schemas
 from transforms import decode
-from transforms.analyze import analyze_video, clip_rows, video_id_for, video_row
+from transforms.analyze import analyze_video, finalise, video_id_for
 from transforms.filters import apply_filters, percentile_columns, percentile_thresholds
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,11 @@ CLIPS = "clips"
 def error_row(source: str, stage: str, error_type: str, message: str, clip_id: str | None = None) -> dict:
     return {"source": source, "video_id": video_id_for(source), "clip_id": clip_id,
             "stage": stage, "error_type": error_type, "message": message}
+
+
+def decode_error(source: str, problem: tuple[str, str] | None) -> dict | None:
+    """The errors row of a video that was analysed but is not whole (stage ``decode``)."""
+    return error_row(source, "decode", *problem) if problem else None
 
 
 def failed_video_row(source: str, error_type: str, message: str) -> dict:
@@ -65,13 +70,11 @@ class AnalyzeVideoFn(beam.DoFn):
     def analyse(self, source: str) -> tuple[dict, list[dict], dict | None]:
         try:
             analysis = analyze_video(source, self.cfg, motion=self.motion)
-            clips = clip_rows(analysis, self.cfg.clips, self.cfg.limits)
-            row = video_row(analysis)
-            row["num_clips"] = len(clips)
+            row, clips, problem = finalise(analysis, self.cfg.clips, self.cfg.limits)
             self.videos_ok.inc()
             self.clips_found.inc(len(clips))
             self.seconds.update(int(analysis.seconds * 1000))
-            return row, clips, None
+            return row, clips, decode_error(source, problem)
         except Exception as exc:  # noqa: BLE001 - an unexpected failure on one input must not stop the job
             self.videos_failed.inc()
             return _failure(source, exc)
@@ -91,9 +94,10 @@ def one_thread_per_worker() -> None:
 
 def finish_video(output: str | None, key: str, row: dict, clips: list[dict], error: dict | None):
     """Write the video's completion record (last), then emit its outputs."""
+    record = {"video": dict(row, attempts=1), "clips": clips, "error": error}
     if output:
-        resume.write_record(output, key, row, clips, error)
-    yield from emit_record({"video": row, "clips": clips, "error": error})
+        record = resume.write_record(output, key, row, clips, error)
+    yield from emit_record(record)
 
 
 SEGMENTS = "segments"
@@ -142,8 +146,8 @@ class PlanSegmentsFn(beam.DoFn):
 
 def finish_record(output, key, row, clips, error) -> dict:
     if output:
-        resume.write_record(output, key, row, clips, error)
-    return {"video": row, "clips": clips, "error": error}
+        return resume.write_record(output, key, row, clips, error)
+    return {"video": dict(row, attempts=1), "clips": clips, "error": error}
 
 
 class AnalyzeSegmentFn(beam.DoFn):
@@ -181,11 +185,9 @@ class MergeSegmentsFn(beam.DoFn):
         if failed is None:
             try:
                 analysis = merge_segments(source, self.cfg, parts[0][3], [p[4] for p in parts])
-                clips = clip_rows(analysis, self.cfg.clips, self.cfg.limits)
-                row = video_row(analysis)
-                row["num_clips"] = len(clips)
+                row, clips, problem = finalise(analysis, self.cfg.clips, self.cfg.limits)
                 row["analysis_segments"] = len(parts)
-                yield from finish_video(self.output, self.key, row, clips, None)
+                yield from finish_video(self.output, self.key, row, clips, decode_error(source, problem))
                 return
             except Exception as exc:  # noqa: BLE001 - failures are data
                 failed = _failure(source, exc)
@@ -241,15 +243,16 @@ class FilterClips(beam.PTransform):
     """clip rows -> clip rows with ``keep``/``reject_reasons``. Percentile cuts need the whole
     dataset: their bounds are computed once (a global combine) and given as a side input."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, scored=()):
+        """``scored``: model stages whose scores are complete (their bounds apply)."""
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.scored = cfg, tuple(scored)
 
     def expand(self, clips):
-        cfg = self.cfg
+        cfg, scored = self.cfg, self.scored
         columns = percentile_columns(cfg)
         if not columns:
-            return clips | "ApplyBounds" >> beam.Map(apply_filters, cfg)
+            return clips | "ApplyBounds" >> beam.Map(apply_filters, cfg, (), scored)
 
         def collect(rows):
             values = {c: [] for c in columns}
@@ -271,7 +274,7 @@ class FilterClips(beam.PTransform):
                       | "AllValues" >> beam.CombineGlobally(merge)
                       | "Percentiles" >> beam.Map(percentile_thresholds, cfg))
         return clips | "ApplyBounds" >> beam.Map(
-            lambda r, extra: apply_filters(r, cfg, extra), beam.pvalue.AsSingleton(thresholds))
+            lambda r, extra: apply_filters(r, cfg, extra, scored), beam.pvalue.AsSingleton(thresholds))
 
 
 class WriteClipsFn(beam.DoFn):
@@ -475,9 +478,12 @@ class MaterialiseClips(beam.PTransform):
     Kept clips get media, cut from their source or, when ``old_shards`` is given and the row
     names a shard there, copied out of that shard, then are packed into new shards."""
 
-    def __init__(self, cfg, output: str, old_shards: str | None = None, workers: int = 0):
+    def __init__(self, cfg, output: str, old_shards: str | None = None, workers: int = 0, dest: str | None = None):
+        """``output``: the run directory (staging lives there); ``dest``: the generation the
+        shards go to (default ``output``)."""
         super().__init__()
         self.cfg, self.output, self.old_shards, self.workers = cfg, output, old_shards, workers
+        self.dest = dest or output
 
     def expand(self, clips):
         staging = resume.staging_dir(self.output, self.cfg)
@@ -501,7 +507,7 @@ class MaterialiseClips(beam.PTransform):
         all_media = tuple(media_rows) | "AllMedia" >> beam.Flatten()
         ok = all_media | "WrittenOnly" >> beam.Filter(lambda r: "_media" in r)
         failed = all_media | "FailedWrites" >> beam.Filter(lambda r: "_media" not in r)
-        sharded = ok | "Shards" >> WriteShards(self.cfg, os.path.join(self.output, "shards"))
+        sharded = ok | "Shards" >> WriteShards(self.cfg, os.path.join(self.dest, "shards"))
         return {"clips": (rejected, failed, sharded) | "AllClips" >> beam.Flatten(),
                 "errors": tuple(errors) | "MediaErrors" >> beam.Flatten()}
 
@@ -514,11 +520,14 @@ def table_shards(n_inputs: int, cfg) -> dict[str, int]:
 
 
 def build(p: beam.Pipeline, sources: list[str], output: str, cfg, write_media: bool = True,
-          done: list[dict] | None = None, stages=("probe", "cuts", "motion"), workers: int = 0) -> None:
+          done: list[dict] | None = None, stages=("probe", "cuts", "motion"), workers: int = 0,
+          dest: str | None = None) -> None:
     """Add the whole curation graph to pipeline ``p``. ``sources`` are analysed; ``done`` are
     completion records of videos a killed earlier run already analysed (they are not redone).
     ``workers``: worker processes of a local run (> 1: the work is dealt out balanced by cost,
-    see :mod:`pipeline.balance`)."""
+    see :mod:`pipeline.balance`). Tables and shards go to ``dest`` (a generation directory;
+    default ``output``), completion records and staged clips under ``output``."""
+    dest = dest or output
     if workers > 1:
         source_pc = p | "Sources" >> beam.Create(balance.plan_work(sources, cfg, workers))
     else:
@@ -536,18 +545,19 @@ def build(p: beam.Pipeline, sources: list[str], output: str, cfg, write_media: b
         # Cheap filters ran above; the model stages score what survived them (cheapest first,
         # re-filtering after each), then every filter, percentiles included, runs again.
         scored = clips | "Models" >> ScoreModels(cfg, stages)
-        clips = scored["clips"] | "FilterAfterModels" >> FilterClips(cfg)
+        model_stages = [s for s in ("ocr", "clip", "caption") if s in stages]
+        clips = scored["clips"] | "FilterAfterModels" >> FilterClips(cfg, model_stages)
         error_parts.append(scored["errors"])
     if write_media:
-        out = clips | "Materialise" >> MaterialiseClips(cfg, output, workers=workers)
+        out = clips | "Materialise" >> MaterialiseClips(cfg, output, workers=workers, dest=dest)
         final_clips = out["clips"]
         error_parts.append(out["errors"])
     else:
         final_clips = clips
     shards = table_shards(len(sources) + len(done or []), cfg)
-    write_table(analysed["videos"], os.path.join(output, "videos", "part"), schemas.VIDEOS, shards["videos"], "Videos")
-    write_table(final_clips, os.path.join(output, "clips", "part"), schemas.clips_schema(), shards["clips"], "Clips")
-    write_table(tuple(error_parts) | "AllErrors" >> beam.Flatten(), os.path.join(output, "errors", "part"),
+    write_table(analysed["videos"], os.path.join(dest, "videos", "part"), schemas.VIDEOS, shards["videos"], "Videos")
+    write_table(final_clips, os.path.join(dest, "clips", "part"), schemas.clips_schema(), shards["clips"], "Clips")
+    write_table(tuple(error_parts) | "AllErrors" >> beam.Flatten(), os.path.join(dest, "errors", "part"),
                 schemas.ERRORS, shards["errors"], "Errors")
 
 

@@ -27,7 +27,9 @@ def _run_parser(sub):
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True,
                    help="a directory, a glob, a manifest (.txt/.csv/.parquet) or one file; local or any fsspec URL")
-    p.add_argument("--output", required=True, help="output directory (tables, shards, summary.json)")
+    p.add_argument("--output", required=True,
+                   help="run directory: new or empty, or an earlier vidcurate run to resume or redo "
+                        "(vidcurate never writes into a non-empty directory it did not create)")
     p.add_argument("--config", default=None, help="YAML config (default: the packaged beam_config.yaml)")
     p.add_argument("--stages", default=None,
                    help="comma list of probe,cuts,motion,ocr,clip,caption (default: probe,cuts,motion)")
@@ -166,10 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     # Worker processes' start-up warnings are relayed here; they are kept in <output>/logs.
     logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
     if args.command == "run":
-        bad = [a for a in extra if not a.startswith("--")]
-        if bad:
-            parser.error(f"unexpected argument(s): {' '.join(bad)}")
-        from pipeline.run import run
+        from pipeline.run import beam_flags, run
+
+        try:
+            extra = beam_flags(extra)
+        except ValueError as exc:
+            parser.error(str(exc))
 
         try:
             cfg = load_config(args.config, args.set)
@@ -183,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if extra and args.command != "filter":
         parser.error(f"unexpected argument(s): {' '.join(extra)}")
+    from pipeline.run import beam_flags
+
+    try:
+        extra = beam_flags(extra)
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         return _inspect(args, extra)
     except (ConfigError, ValueError, FileNotFoundError) as exc:

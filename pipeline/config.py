@@ -35,6 +35,9 @@ class InputConfig:
     # and the per-request timeout passed to HTTP(S) backends.
     remote_attempts: int = 3
     remote_timeout_s: float = 60.0
+    # Runs that may fail on one input before its failure is final: a re-run retries inputs whose
+    # analysis failed (a timeout, a MemoryError, a flaky mount) until this many runs failed on it.
+    max_attempts: int = 3
 
 
 @dataclass(frozen=True)
@@ -315,6 +318,7 @@ def _check_ranges(cfg: Config) -> None:
     need(cfg.limits.min_frames >= 2, "limits.min_frames must be >= 2")
     need(cfg.runner.direct_num_workers >= 0, "runner.direct_num_workers must be >= 0")
     need(cfg.input.remote_attempts >= 1, "input.remote_attempts must be >= 1")
+    need(cfg.input.max_attempts >= 1, "input.max_attempts must be >= 1")
     need(cfg.caption.fuser.backend in ("transformers", "openai", "none"),
          f"caption.fuser.backend is {cfg.caption.fuser.backend!r}; choose one of transformers, openai, none")
     need(cfg.caption.fuser.backend != "openai" or bool(cfg.caption.fuser.endpoint),

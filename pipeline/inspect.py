@@ -20,6 +20,9 @@ def connect(run_dir: str):
     """A DuckDB connection with views ``clips``, ``videos`` and ``errors`` over the run."""
     import duckdb
 
+    from pipeline import rundir
+
+    run_dir = rundir.resolve(run_dir)
     con = duckdb.connect()
     for name in ("clips", "videos", "errors"):
         directory = os.path.join(run_dir, name)
@@ -68,6 +71,9 @@ def score_percentiles(clips: list[dict]) -> dict[str, dict]:
 
 
 def stats(run_dir: str) -> dict:
+    from pipeline import rundir
+
+    run_dir = rundir.resolve(run_dir)
     videos, clips, errors = _rows(run_dir, "videos"), _rows(run_dir, "clips"), _rows(run_dir, "errors")
     if not videos and not clips:
         raise ValueError(f"{run_dir} has no videos or clips table; is it a vidcurate run directory?")

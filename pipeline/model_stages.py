@@ -301,7 +301,7 @@ class ReadFramesFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput("done", row)
 
 
-def _after(cfg, filtering: bool, next_stage: str | None):
+def _after(cfg, filtering: bool, next_stage: str | None, scored=()):
     """Merge an inference into its element; errors out, finished rows out, the rest onwards."""
     errors = Metrics.counter("vidcurate", "model_errors")
 
@@ -316,7 +316,7 @@ def _after(cfg, filtering: bool, next_stage: str | None):
             row = e["row"]
             yield beam.pvalue.TaggedOutput(ERRORS, error_row(row["source"], stage, kind, message, row["clip_id"]))
         if filtering:
-            e = dict(e, row=apply_filters(e["row"], cfg))
+            e = dict(e, row=apply_filters(e["row"], cfg, (), scored))
         if next_stage is None:
             yield beam.pvalue.TaggedOutput("done", e["row"])
         elif e["row"]["keep"] or getattr(cfg, next_stage).score_rejected:
@@ -372,7 +372,8 @@ class ScoreModels(beam.PTransform):
             filtering = later is None or later != stage  # filters run when a stage's scores are complete
             out = (elements
                    | f"{label}RunInference" >> RunInference(KeyedModelHandler(handler))
-                   | f"{label}Merge" >> beam.FlatMap(_after(cfg, filtering, later)).with_outputs(ERRORS, "done", main="next"))
+                   | f"{label}Merge" >> beam.FlatMap(_after(cfg, filtering, later, self.stages[: self.stages.index(stage) + 1]))
+                   .with_outputs(ERRORS, "done", main="next"))
             errors.append(out[ERRORS])
             done.append(out["done"])
             elements = out["next"]
@@ -406,6 +407,10 @@ def preflight(cfg, stages) -> None:
             resolve_open_clip(c.coca_model, c.coca_pretrained, c.cache_dir)
         if "vlm" in c.captioners:
             _hf_resolve(c.vlm_model, "multi-frame captioner", c.cache_dir)
+        if c.fuser.backend == "openai":
+            from transforms.captions import check_endpoint_secret
+
+            check_endpoint_secret(c.fuser.endpoint, os.environ.get(c.fuser.api_key_env))
         if c.fuser.backend == "transformers":
             name, gguf = llm_source(c.fuser)
             if not (name.endswith(".gguf") and os.path.isfile(name)):

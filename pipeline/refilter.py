@@ -7,15 +7,16 @@ those: the score-first, cut-later workflow.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 
 import apache_beam as beam
 
-from pipeline import beam_pipeline, schemas
+from pipeline import beam_pipeline, rundir, schemas
 from pipeline.run import execute, pipeline_options, read_table, summarize, write_summary
-from transforms.filters import apply_filters, percentile_columns, percentile_thresholds
+from transforms.filters import STAGE_COLUMNS, apply_filters, percentile_columns, percentile_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +34,41 @@ def where_ids(run_dir: str, where: str) -> set[str]:
         con.close()
 
 
+def source_stages(run_dir: str) -> list[str]:
+    """The stages the run being filtered computed (from its summary.json)."""
+    path = os.path.join(rundir.resolve(run_dir), "summary.json")
+    with open(path, encoding="utf-8") as fh:
+        summary = json.load(fh)
+    return list(summary.get("source_stages") or summary.get("stages") or [])
+
+
+def checked(row: dict) -> dict:
+    """A clip row read back from a table: its ids and shard name become file names, so they
+    must have the forms vidcurate writes (else :class:`pipeline.rundir.RunDirError`)."""
+    rundir.check_video_id(row.get("video_id"))
+    rundir.check_clip_id(row.get("clip_id"))
+    if not row["clip_id"].startswith(row["video_id"] + "_"):
+        raise rundir.RunDirError(f"clip_id {row['clip_id']!r} does not belong to video_id {row['video_id']!r}")
+    if row.get("shard") is not None:
+        rundir.check_shard_name(row["shard"])
+    return row
+
+
 def refiltered_rows(run_dir: str, cfg, where: str | None = None) -> list[dict]:
-    """The run's clip rows with keep/reject_reasons recomputed under ``cfg`` (and ``where``)."""
-    table = read_table(run_dir, "clips")
+    """The run's clip rows with keep/reject_reasons recomputed under ``cfg`` (and ``where``),
+    through the same :func:`transforms.filters.apply_filters` as ``vidcurate run``."""
+    gen = rundir.resolve(run_dir)
+    table = read_table(gen, "clips")
     if table is None:
         raise ValueError(f"{run_dir} has no clips table; is it a vidcurate run directory?")
-    rows = table.to_pylist()
+    rows = [checked(r) for r in table.to_pylist()]
+    scored = [s for s in source_stages(run_dir) if s in set(STAGE_COLUMNS.values())]
     values = {c: [r.get(c) for r in rows] for c in percentile_columns(cfg)}
     extra = percentile_thresholds(values, cfg)
     passing = where_ids(run_dir, where) if where else None
     out = []
     for row in rows:
-        new = apply_filters(row, cfg, extra)
+        new = apply_filters(row, cfg, extra, scored)
         if passing is not None and row["clip_id"] not in passing:
             new["reject_reasons"] = sorted(set(new["reject_reasons"]) | {"where"})
             new["keep"] = False
@@ -55,32 +79,38 @@ def refiltered_rows(run_dir: str, cfg, where: str | None = None) -> list[dict]:
 
 
 def refilter(run_dir: str, output: str, cfg, where: str | None = None, beam_args: list[str] | None = None) -> dict:
+    """Write the re-filtered run to ``output`` (a new run directory, or an earlier filter
+    output: its previous generation stays readable until the new one is complete)."""
     run_dir, output = os.path.abspath(run_dir), os.path.abspath(output)
-    if run_dir == output:
-        raise ValueError("--output must be a new directory, not the run being filtered")
+    if rundir.inside(output, run_dir) or rundir.inside(run_dir, output):
+        raise ValueError("--output must be a new directory outside the run being filtered (and not containing it)")
+    gen_in = rundir.resolve(run_dir)
     rows = refiltered_rows(run_dir, cfg, where)
-    for name in ("videos", "clips", "errors", "shards", "logs"):
-        shutil.rmtree(os.path.join(output, name), ignore_errors=True)
-    os.makedirs(output, exist_ok=True)
-    for name in ("videos",):
-        shutil.copytree(os.path.join(run_dir, name), os.path.join(output, name))
-    old_errors = read_table(run_dir, "errors")
+    stages = source_stages(run_dir)
+    rundir.claim(output)
+    generation = rundir.new_generation(output)
+    shutil.copytree(os.path.join(gen_in, "videos"), os.path.join(generation, "videos"))
+    old_errors = read_table(gen_in, "errors")
     old_errors = old_errors.to_pylist() if old_errors is not None else []
-    old_shards = os.path.join(run_dir, "shards")
+    old_shards = os.path.join(gen_in, "shards")
     log.info("vidcurate filter: %d clips, %d kept -> %s", len(rows), sum(r["keep"] for r in rows), output)
     n_videos = len({r["video_id"] for r in rows})
 
     def build(p):
         clips = p | "Clips" >> beam.Create(rows)
-        out = clips | "Materialise" >> beam_pipeline.MaterialiseClips(cfg, output, old_shards)
+        out = clips | "Materialise" >> beam_pipeline.MaterialiseClips(cfg, output, old_shards, dest=generation)
         shards = beam_pipeline.table_shards(n_videos, cfg)
-        beam_pipeline.write_table(out["clips"], os.path.join(output, "clips", "part"), schemas.clips_schema(),
+        beam_pipeline.write_table(out["clips"], os.path.join(generation, "clips", "part"), schemas.clips_schema(),
                                   shards["clips"], "Clips")
         errors = (p | "OldErrors" >> beam.Create(old_errors), out["errors"]) | "AllErrors" >> beam.Flatten()
-        beam_pipeline.write_table(errors, os.path.join(output, "errors", "part"), schemas.ERRORS, 1, "Errors")
+        beam_pipeline.write_table(errors, os.path.join(generation, "errors", "part"), schemas.ERRORS, 1, "Errors")
 
-    wall = execute(output, pipeline_options(cfg, beam_args or []), set(), build)
-    summary = summarize(output, cfg, ["filter"], wall, n_videos, False)
+    wall = execute(generation, pipeline_options(cfg, beam_args or []), set(), build, progress_dir=output)
+    summary = summarize(generation, cfg, ["filter"], wall, n_videos, False)
+    summary["source_stages"] = stages
     summary["filtered_from"] = run_dir
     summary["where"] = where
-    return write_summary(output, summary)
+    write_summary(generation, summary)
+    rundir.switch(output, generation)
+    beam_pipeline.cleanup_staging(output)
+    return summary

@@ -20,6 +20,7 @@ import numpy as np
 
 from pipeline.inspect import stats
 from pipeline.run import read_table
+from pipeline.rundir import check_shard_name
 from transforms.filters import reason_column
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def thumbnail(row: dict, run_dir: str, count: int = 8, width: int = 200) -> str 
     try:
         images = None
         if row.get("shard"):
-            with tarfile.open(os.path.join(run_dir, "shards", row["shard"])) as tar:
+            with tarfile.open(os.path.join(run_dir, "shards", check_shard_name(row["shard"]))) as tar:
                 member = tar.extractfile(f"{row['clip_id']}.mp4")
                 images = _frames_from_mp4(member.read(), row["num_frames"], count, width)
         if not images:
@@ -194,6 +195,9 @@ figure img{width:100%;display:block;background:#000}figure figcaption{padding:8p
 
 
 def build_report(run_dir: str, samples_per_score: bool = True) -> str:
+    from pipeline import rundir
+
+    run_dir = rundir.resolve(run_dir)
     s = stats(run_dir)
     clips_table = read_table(run_dir, "clips")
     clips = clips_table.to_pylist() if clips_table is not None else []

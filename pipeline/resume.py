@@ -6,7 +6,13 @@
   analysis settings.
 * Clip media are staged under ``_staging/<media key>/<video_id>/``; the mp4 is renamed into
   place after its JPEG, so an mp4 that exists is a finished clip and is not encoded again.
-* ``summary.json`` is written after everything else: a run directory without it is unfinished.
+* A record is keyed by content as well as by name: it holds the source's fingerprint (size and
+  mtime locally; ETag, generation or mtime plus size on object stores), and a file replaced at the
+  same path is analysed again.
+* A failed video's record counts its attempts; the next run retries it until
+  ``input.max_attempts`` runs have failed on it, then its failure is final.
+* The tables of a run go to a new generation directory, switched in when complete (see
+  :mod:`pipeline.rundir`).
 """
 
 from __future__ import annotations
@@ -57,29 +63,81 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         raise
 
 
-def write_record(output: str, key: str, video: dict, clips: list[dict], error: dict | None) -> None:
-    record = {"key": key, "video": video, "clips": clips, "error": error}
-    path = os.path.join(output, ANALYSIS_DIR, f"{video['video_id']}.json")
+def fingerprint(source: str) -> str | None:
+    """What identifies this version of the source's content without reading it: size and
+    modification time locally; ETag, generation or mtime plus size on object stores."""
+    if "://" not in source or source.startswith("file://"):
+        try:
+            st = os.stat(source.removeprefix("file://"))
+        except OSError:
+            return None
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    try:
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(source)
+        info = fs.info(path)
+    except Exception:  # noqa: BLE001 - unreachable now: the analysis reports why
+        return None
+    for field in ("ETag", "etag", "generation", "md5Hash", "LastModified", "mtime", "last_modified"):
+        if info.get(field):
+            return f"{info.get('size')}:{field}={info[field]}"
+    return f"{info.get('size')}"
+
+
+def _read(path: str) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None  # missing or unreadable: analyse again
+
+
+def _failed(record: dict) -> bool:
+    return (record.get("video") or {}).get("status") == "error"
+
+
+def record_path(output: str, video_id: str) -> str:
+    from pipeline.rundir import check_video_id
+
+    return os.path.join(output, ANALYSIS_DIR, f"{check_video_id(video_id)}.json")
+
+
+def write_record(output: str, key: str, video: dict, clips: list[dict], error: dict | None) -> dict:
+    """The video's completion record; a failure's record counts the runs that failed on it."""
+    path = record_path(output, video["video_id"])
+    stamp = fingerprint(video["source"])
+    attempts = 1
+    if video.get("status") == "error":
+        old = _read(path)
+        if old and old.get("key") == key and old.get("fingerprint") == stamp and _failed(old):
+            attempts = int(old.get("attempts", 1)) + 1
+    video = dict(video, attempts=attempts)
+    record = {"key": key, "fingerprint": stamp, "attempts": attempts, "video": video, "clips": clips,
+              "error": error}
     atomic_write_bytes(path, json.dumps(record, default=str).encode())
+    return record
 
 
-def load_records(output: str, key: str, video_ids: set[str]) -> dict[str, dict]:
-    """Finished records of these videos made with the same analysis settings."""
+def load_records(output: str, key: str, sources, max_attempts: int = 3) -> dict[str, dict]:
+    """Final records of these sources (``{video_id: source}``) made with the same analysis
+    settings from the same content: successes, and failures that used up ``max_attempts``."""
     directory = os.path.join(output, ANALYSIS_DIR)
     out = {}
     if not os.path.isdir(directory):
         return out
     for name in os.listdir(directory):
         vid = name[: -len(".json")]
-        if not name.endswith(".json") or vid not in video_ids:
+        if not name.endswith(".json") or vid not in sources:
             continue
-        try:
-            with open(os.path.join(directory, name), encoding="utf-8") as fh:
-                record = json.load(fh)
-        except (OSError, ValueError):
-            continue  # unreadable: analyse again
-        if record.get("key") == key:
-            out[vid] = record
+        record = _read(os.path.join(directory, name))
+        if not record or record.get("key") != key:
+            continue
+        if record.get("fingerprint") != fingerprint(sources[vid]):
+            continue  # replaced at the same path: analyse the new content
+        if _failed(record) and int(record.get("attempts", 1)) < max_attempts:
+            continue  # failed, attempts left: retry
+        out[vid] = record
     return out
 
 
@@ -103,6 +161,7 @@ def clean_stale(output: str) -> int:
 
 
 def run_key(sources: list[str], cfg, no_clips: bool, stages=()) -> str:
+    """Same inputs (by name; content is checked per record) and the same settings."""
     d = cfg.to_dict()
     d.pop("runner", None)
     return _digest({"sources": sources, "config": d, "no_clips": no_clips, "stages": list(stages)})

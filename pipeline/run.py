@@ -15,7 +15,7 @@ from importlib import metadata
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import balance, beam_pipeline, resume
+from pipeline import balance, beam_pipeline, resume, rundir
 from pipeline.inputs import expand_inputs
 from transforms.analyze import video_id_for
 
@@ -49,10 +49,29 @@ def profile_args(cfg, profile: str | None) -> list[str]:
     return flags
 
 
+def beam_flags(extra: list[str]) -> list[str]:
+    """Beam options as ``--flag=value``: accepts ``--flag value`` too, as Beam does. A bare word
+    that follows no flag is an error."""
+    out: list[str] = []
+    i = 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--"):
+            raise ValueError(f"unexpected argument {arg!r} (Beam options look like --runner=PortableRunner "
+                             "or --runner PortableRunner)")
+        if "=" not in arg and i + 1 < len(extra) and not extra[i + 1].startswith("--"):
+            out.append(f"{arg}={extra[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def pipeline_options(cfg, beam_args: list[str], profile: str | None = None) -> PipelineOptions:
     """Config runner defaults, then the chosen profile, overridden by any Beam flag given on
     the command line (the last occurrence of a flag wins)."""
-    args = profile_args(cfg, profile) + list(beam_args)
+    args = profile_args(cfg, profile) + beam_flags(list(beam_args))
     given = " ".join(args)
     if "--runner" not in given:
         args.append(f"--runner={cfg.runner.runner}")
@@ -142,67 +161,84 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
         beam_args: list[str] | None = None, force: bool = False, profile: str | None = None) -> dict:
     """Run the curation job and return the summary (also written to ``summary.json``).
 
-    Re-running on the same output resumes: videos with a completion record are not analysed
-    again and finished clips are not encoded again; a finished run (same inputs and config) is
-    not redone unless ``force``."""
+    The tables go to a new generation of the run directory, switched in when complete (see
+    :mod:`pipeline.rundir`). Re-running on the same output resumes: videos with a final
+    completion record are not analysed again (failed ones are retried up to
+    ``input.max_attempts``) and finished clips are not encoded again; a finished run (same
+    inputs, content and config) is not redone unless ``force``."""
     stage_list = parse_stages(stages)
-    sources = expand_inputs(input_spec, cfg.input.extensions, cfg.input.recursive)
-    if not sources:
-        raise ValueError(f"no videos found at {input_spec!r} (looked for {', '.join(cfg.input.extensions)})")
     if "://" in output and not output.startswith("file://"):
         raise ValueError(f"--output {output}: writing to URLs is not supported yet; use a local or mounted "
                          "directory every worker can write (e.g. a gcsfuse or mountpoint-s3 mount)")
     output = os.path.abspath(output.removeprefix("file://"))
+    if "://" not in input_spec and rundir.inside(input_spec.removeprefix("file://"), output):
+        raise ValueError(f"--input {input_spec} is inside --output {output}; vidcurate writes its clips there. "
+                         "Give an output directory outside the inputs, e.g. a sibling folder")
+    listed = expand_inputs(input_spec, cfg.input.extensions, cfg.input.recursive)
+    sources = list(dict.fromkeys(listed))  # one analysis per source, in first-seen order
+    duplicates = len(listed) - len(sources)
+    if duplicates:
+        log.warning("vidcurate: %d input(s) listed more than once; each is analysed once", duplicates)
+    inside = [s for s in sources if "://" not in s and rundir.inside(s, output)]
+    if inside:
+        log.warning("vidcurate: %d input(s) inside --output %s are left out (vidcurate's own files live there)",
+                    len(inside), output)
+        sources = [s for s in sources if s not in set(inside)]
+    if not sources:
+        raise ValueError(f"no videos found at {input_spec!r} (looked for {', '.join(cfg.input.extensions)})")
+    rundir.claim(output)
     key = resume.run_key(sources, cfg, no_clips, stage_list)
-    summary_path = os.path.join(output, "summary.json")
-    if os.path.exists(summary_path) and not force:
-        with open(summary_path, encoding="utf-8") as fh:
-            previous = json.load(fh)
-        if previous.get("run_key") == key:
-            log.info("vidcurate: %s already holds this finished run (same inputs and config); "
-                     "use --force to redo it", output)
-            return previous
-    # summary.json goes first and comes back last: without it a directory is unfinished.
-    if os.path.exists(summary_path):
-        os.remove(summary_path)
-    for table in ("videos", "clips", "errors", "shards", "logs"):
-        shutil.rmtree(os.path.join(output, table), ignore_errors=True)
+    ids = {video_id_for(s): s for s in sources}
     if force:
         for table in (resume.ANALYSIS_DIR, resume.STAGING_DIR):
             shutil.rmtree(os.path.join(output, table), ignore_errors=True)
-    os.makedirs(output, exist_ok=True)
+    done = resume.load_records(output, resume.analysis_key(cfg), ids, cfg.input.max_attempts)
+    finished = rundir.current(output)
+    if finished and not force and len(done) == len(ids):
+        with open(os.path.join(finished, "summary.json"), encoding="utf-8") as fh:
+            previous = json.load(fh)
+        if previous.get("run_key") == key:
+            log.info("vidcurate: %s already holds this finished run (same inputs, content and config); "
+                     "use --force to redo it", output)
+            return previous
     stale = resume.clean_stale(output)
     if {"ocr", "clip", "caption"} & set(stage_list):  # fail fast, before any video is processed
         from pipeline.model_stages import preflight
 
         preflight(cfg, stage_list)
-    ids = {video_id_for(s) for s in sources}
-    done = resume.load_records(output, resume.analysis_key(cfg), ids)
-    todo = [s for s in sources if video_id_for(s) not in done]
+    generation = rundir.new_generation(output)
+    todo = [s for vid, s in ids.items() if vid not in done]
     log.info("vidcurate: %d input(s) -> %s (stages: %s%s)%s", len(sources), output, ",".join(stage_list),
              ", analysis only" if no_clips else "",
              f"; resuming: {len(done)} already analysed, {stale} stale temp file(s) removed" if done or stale else "")
     options = pipeline_options(cfg, beam_args or [], profile)
     workers = balance.local_workers(options)
-    wall = execute(output, options, ids,
-                   lambda p: beam_pipeline.build(p, todo, output, cfg, write_media=not no_clips,
-                                                 done=list(done.values()), stages=stage_list, workers=workers))
-    summary = summarize(output, cfg, stage_list, wall, len(sources), no_clips)
+    wall = execute(generation, options, set(ids), progress_dir=output,
+                   build=lambda p: beam_pipeline.build(p, todo, output, cfg, write_media=not no_clips,
+                                                       done=list(done.values()), stages=stage_list,
+                                                       workers=workers, dest=generation))
+    summary = summarize(generation, cfg, stage_list, wall, len(sources), no_clips)
     summary["run_key"] = key
     summary["resumed_videos"] = len(done)
-    return write_summary(output, summary)
+    summary["inputs_listed"] = len(listed)
+    summary["inputs_duplicate"] = duplicates
+    summary["inputs_inside_output"] = len(inside)
+    write_summary(generation, summary)
+    rundir.switch(output, generation)
+    beam_pipeline.cleanup_staging(output)
+    return summary
 
 
-def execute(output: str, options: PipelineOptions, video_ids: set[str], build) -> float:
-    """Run ``build(pipeline)`` with worker output in ``logs/beam.log`` and a progress bar over
-    the completion records of ``video_ids``; staged media are removed once it succeeded.
+def execute(generation: str, options: PipelineOptions, video_ids: set[str], build,
+            progress_dir: str | None = None) -> float:
+    """Run ``build(pipeline)`` with worker output in ``<generation>/logs/beam.log`` and a
+    progress bar over the completion records of ``video_ids`` (under ``progress_dir``).
     Returns the wall time."""
     t0 = time.time()
-    progress = Progress(os.path.join(output, resume.ANALYSIS_DIR), video_ids)
-    with worker_output_to(os.path.join(output, "logs", "beam.log")) as stderr, progress.to(stderr):
+    progress = Progress(os.path.join(progress_dir or generation, resume.ANALYSIS_DIR), video_ids)
+    with worker_output_to(os.path.join(generation, "logs", "beam.log")) as stderr, progress.to(stderr):
         with beam.Pipeline(options=options) as p:
             build(p)
-    beam_pipeline.cleanup_staging(output)
     return time.time() - t0
 
 
@@ -225,10 +261,11 @@ def _versions() -> dict:
     return out
 
 
-def read_table(output: str, name: str):
+def read_table(run_dir: str, name: str):
+    """Table ``name`` of a run's current generation (or of a generation directory) as Arrow."""
     import pyarrow.parquet as pq
 
-    directory = os.path.join(output, name)
+    directory = os.path.join(rundir.current(run_dir) or run_dir, name)
     files = sorted(f for f in os.listdir(directory) if f.endswith(".parquet")) if os.path.isdir(directory) else []
     if not files:
         return None
@@ -245,8 +282,12 @@ def summarize(output: str, cfg, stages, wall: float, n_inputs: int, no_clips: bo
     c = clips.to_pylist() if clips is not None else []
     e = errors.to_pylist() if errors is not None else []
     ok = [r for r in v if r["status"] == "ok"]
+    partial = [r for r in v if r["status"] == "partial"]
+    no_shot = [r for r in v if r["status"] == "no_usable_shot"]
+    failed = [r for r in v if r["status"] == "error"]
     kept = [r for r in c if r["keep"]]
-    hours_in = sum(r["duration_s"] or 0 for r in ok) / 3600
+    with_kept = {r["video_id"] for r in kept}
+    hours_in = sum(r["duration_s"] or 0 for r in ok + partial) / 3600
     reasons: dict[str, int] = {}
     for r in c:
         for reason in r["reject_reasons"] or []:
@@ -262,7 +303,10 @@ def summarize(output: str, cfg, stages, wall: float, n_inputs: int, no_clips: bo
         "stages": list(stages),
         "analysis_only": no_clips,
         "wall_seconds": round(wall, 2),
-        "videos": {"total": len(v), "ok": len(ok), "error": len(v) - len(ok), "hours": round(hours_in, 4)},
+        "videos": {"total": len(v), "ok": len(ok), "partial": len(partial), "no_usable_shot": len(no_shot),
+                   "error": len(failed), "hours": round(hours_in, 4),
+                   "without_kept_clip": sum(1 for r in v if r["video_id"] not in with_kept),
+                   "retry_pending": sum(1 for r in failed if (r.get("attempts") or 1) < cfg.input.max_attempts)},
         "clips": {
             "total": len(c), "kept": len(kept), "rejected": len(c) - len(kept),
             "hours_total": round(sum(r["duration_s"] or 0 for r in c) / 3600, 4),

@@ -19,6 +19,9 @@ VIDEOS = pa.schema([
     ("bit_rate", pa.int64()), ("scenes", pa.list_(SPAN)), ("cuts", pa.list_(pa.int64())),
     ("transitions", pa.list_(SPAN)), ("num_clips", pa.int64()), ("analysis_seconds", pa.float64()),
     ("analysis_segments", pa.int64()),
+    # Frames the header promises, decode errors met (a shortfall or errors make status "partial"),
+    # and the runs that have analysed this input (failures are retried up to input.max_attempts).
+    ("header_frames", pa.int64()), ("decode_errors", pa.int64()), ("attempts", pa.int64()),
 ])
 
 CLIP_BASE = [
@@ -26,7 +29,9 @@ CLIP_BASE = [
     ("start_frame", pa.int64()), ("end_frame", pa.int64()),
     ("start_time", pa.float64()), ("end_time", pa.float64()),
     ("start_pts", pa.int64()), ("end_pts", pa.int64()),
-    ("fps", pa.float64()), ("width", pa.int64()), ("height", pa.int64()),
+    # width/height as displayed (rotation applied); rotation: clockwise degrees of the source's
+    # display matrix, already applied to the written clip's pixels.
+    ("fps", pa.float64()), ("width", pa.int64()), ("height", pa.int64()), ("rotation", pa.int64()),
     ("num_frames", pa.int64()), ("duration_s", pa.float64()),
     ("motion_score", pa.float64()), ("motion_series", pa.list_(pa.float64())),
 ]

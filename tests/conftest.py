@@ -16,6 +16,10 @@ EXAMPLES = REPO / "examples" / "videos"
 
 
 def shared(name: str) -> str:
+    """A real video: the copy committed in examples/videos when there is one (every clone has
+    those), else ../shared/videos (skipped with a reason when absent)."""
+    if (EXAMPLES / name).exists():
+        return str(EXAMPLES / name)
     path = SHARED / name
     if not path.exists():
         pytest.skip(f"{path} not available (the real test videos live in ../shared/videos)")
@@ -82,3 +86,10 @@ def frozen_video(tmp_path_factory) -> str:
     still = decode_frames(src, width=640, height=360, start=60, stop=61)[0]
     path = tmp_path_factory.mktemp("frozen") / "frozen_frame.mp4"
     return encode_frames(str(path), [still] * 100)
+
+
+def gen(out) -> str:
+    """The finished generation of run directory ``out`` (where its tables and shards are)."""
+    from pipeline import rundir
+
+    return rundir.resolve(str(out))

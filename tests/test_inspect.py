@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import EXAMPLES
+from conftest import EXAMPLES, gen
 
 from pipeline.config import Config, with_changes
 from pipeline.inspect import query, stats, what_if
@@ -68,7 +68,7 @@ def _clip_view(run_dir):
 def _shard_keys(run_dir):
     import webdataset as wds
 
-    d = os.path.join(run_dir, "shards")
+    d = os.path.join(gen(run_dir), "shards")
     tars = sorted(os.path.join(d, f) for f in os.listdir(d)) if os.path.isdir(d) else []
     return sorted(s["__key__"] for s in wds.WebDataset(tars, shardshuffle=False)) if tars else []
 
@@ -89,7 +89,7 @@ def test_refilter_of_analysis_only_run_cuts_survivors(tmp_path):
     cfg = with_changes(Config(), runner={"direct_running_mode": "in_memory"})
     analysed = tmp_path / "analysed"
     run(str(EXAMPLES), str(analysed), cfg, no_clips=True)
-    assert not os.path.exists(analysed / "shards")
+    assert not os.path.exists(os.path.join(gen(analysed), "shards"))
     out = tmp_path / "cut"
     summary = refilter(str(analysed), str(out), cfg, where="fps >= 25")
     kept = [r for r in read_table(str(out), "clips").to_pylist() if r["keep"]]
@@ -129,10 +129,10 @@ def test_query_and_readers(base_run):
     import pandas as pd
     import pyarrow.dataset as ds
 
-    assert len(pd.read_parquet(os.path.join(base_run, "clips"))) == len(clips)
-    assert ds.dataset(os.path.join(base_run, "videos")).count_rows() == 4
+    assert len(pd.read_parquet(os.path.join(gen(base_run), "clips"))) == len(clips)
+    assert ds.dataset(os.path.join(gen(base_run), "videos")).count_rows() == 4
     datasets = pytest.importorskip("datasets")
-    hf = datasets.load_dataset("parquet", data_files=os.path.join(base_run, "clips", "*.parquet"), split="train")
+    hf = datasets.load_dataset("parquet", data_files=os.path.join(base_run, "current", "clips", "*.parquet"), split="train")
     assert len(hf) == len(clips)
 
 

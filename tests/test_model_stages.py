@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import decode_frames, shared
+from conftest import decode_frames, gen, shared
 
 pytest.importorskip("open_clip")
 pytest.importorskip("transformers")
@@ -192,7 +193,7 @@ def test_all_stages_end_to_end(tmp_path, models):
         assert c["caption_model"] == best["model"]
     # Cheap first: clips rejected by duration or motion never reached the models.
     assert all(c["aesthetic_score"] is None and c["caption"] is None for c in rejected)
-    shards = sorted(str(p) for p in (tmp_path / "out" / "shards").iterdir())
+    shards = sorted(str(p) for p in (Path(gen(tmp_path / "out")) / "shards").iterdir())
     samples = list(wds.WebDataset(shards, shardshuffle=False))
     assert len(samples) == len(kept)
     for s in samples:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
-from conftest import decode_frames, shared
+from conftest import decode_frames, gen, shared
 
 pytest.importorskip("easyocr")
 pytest.importorskip("easyocr_en_models")
@@ -75,7 +77,7 @@ def test_ocr_stage_end_to_end(tmp_path):
     scored = [c for c in bikes if c["ocr_text_area"] is not None]
     assert scored and all(c["ocr_text_area"] < 0.03 and len(c["ocr_fractions"]) == 3 for c in scored)
     assert all(c["keep"] for c in scored)
-    shards = sorted(str(p) for p in (tmp_path / "out" / "shards").iterdir())
+    shards = sorted(str(p) for p in (Path(gen(tmp_path / "out")) / "shards").iterdir())
     metas = [json.loads(s["json"]) for s in wds.WebDataset(shards, shardshuffle=False)]
     assert metas and all(m["ocr_text_area"] is not None for m in metas)
 

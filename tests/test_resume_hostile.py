@@ -12,28 +12,31 @@ import threading
 import time
 
 import pytest
-from conftest import EXAMPLES, REPO, shared
+from conftest import EXAMPLES, REPO, gen, shared
 
+from pipeline import rundir
 from pipeline.config import Config, with_changes
 from pipeline.run import read_table, run
 
 
 def _inputs(tmp_path) -> str:
+    """The committed examples plus a generated 640x360 video with hard cuts (no ../shared)."""
+    from media import cuts_video, write_video
+
     d = tmp_path / "in"
     d.mkdir()
     for f in EXAMPLES.glob("*.mp4"):
         os.symlink(f, d / f.name)
-    for name in ("intel_car_detection.mp4", "pyscenedetect_testvideo_720p.mp4"):
-        os.symlink(shared(name), d / name)
+    write_video(str(d / "generated_cuts.mp4"), n=400, frame=cuts_video, size=(640, 360))
     return str(d)
 
 
 def _view(out: str):
     videos = sorted((v["video_id"], v["status"], v["num_frames"], str(v["scenes"])) for v in read_table(out, "videos").to_pylist())
-    clips = sorted((c["clip_id"], c["keep"], tuple(c["reject_reasons"]), c["shard"], c["motion_score"])
-                   for c in read_table(out, "clips").to_pylist())
+    clips = sorted((c["clip_id"], c["keep"], tuple(c["reject_reasons"]), c["shard"], c["motion_score"],
+                    c["ocr_text_area"]) for c in read_table(out, "clips").to_pylist())
     members = {}
-    shards = os.path.join(out, "shards")
+    shards = os.path.join(gen(out), "shards")
     for name in sorted(os.listdir(shards)):
         with tarfile.open(os.path.join(shards, name)) as tar:
             for m in tar:
@@ -41,36 +44,62 @@ def _view(out: str):
     return videos, clips, members
 
 
-def test_kill_9_mid_run_then_resume_equals_clean_run(tmp_path):
-    inputs = _inputs(tmp_path)
-    clean = tmp_path / "clean"
-    run(inputs, str(clean), Config(), beam_args=["--direct_num_workers=2"])
+def _count(path, suffix: str) -> int:
+    return sum(1 for _, _, fs in os.walk(path) for f in fs if f.endswith(suffix)) if os.path.isdir(path) else 0
 
+
+@pytest.fixture(scope="module")
+def clean_runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("clean")
+    inputs = _inputs(base)
+    out = {}
+    for stages in ("probe,cuts,motion", "probe,cuts,motion,ocr"):
+        out[stages] = base / stages.replace(",", "_")
+        run(inputs, str(out[stages]), Config(), stages=stages, beam_args=["--direct_num_workers=2"])
+    return inputs, {k: _view(str(v)) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("point", ["analysis", "clip_writing", "ocr"])
+def test_kill_9_then_resume_equals_clean_run(tmp_path, clean_runs, point):
+    """kill -9 of the driver and its workers during analysis, during clip writing and during OCR;
+    the resumed run's tables and shards equal a clean run's."""
+    inputs, clean = clean_runs
+    stages = "probe,cuts,motion,ocr" if point == "ocr" else "probe,cuts,motion"
+    n_inputs = len(os.listdir(inputs))
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--input", inputs, "--output", str(out)]
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--input", inputs, "--output", str(out), "--stages", stages]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    records = out / "_analysis"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if records.is_dir() and len([f for f in os.listdir(records) if f.endswith(".json")]) >= 2:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
+    records, staging = out / "_analysis", out / "_staging"
+
+    def reached() -> bool:
+        if point == "analysis":
+            return 2 <= _count(records, ".json") < n_inputs
+        if point == "clip_writing":
+            return _count(staging, ".mp4") >= 1
+        return _count(records, ".json") == n_inputs  # all analysed: the model stages run next
+
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None and not reached():
+        time.sleep(0.02)
+    if point == "ocr":
+        time.sleep(1.5)  # into OCR (about 0.6 s per frame, 3 frames per clip)
+        assert _count(staging, ".mp4") == 0, "OCR had already finished: clips were being written"
+    assert proc.poll() is None, f"the run finished before it could be killed ({point})"
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Beam worker processes
     proc.wait()
-    assert not (out / "summary.json").exists()  # an unfinished directory says so
+    assert rundir.current(str(out)) is None  # an unfinished directory says so
 
-    summary = run(inputs, str(out), Config(), beam_args=["--direct_num_workers=2"])
-    assert summary["resumed_videos"] >= 2
-    assert _view(str(out)) == _view(str(clean))
+    summary = run(inputs, str(out), Config(), stages=stages, beam_args=["--direct_num_workers=2"])
+    assert summary["resumed_videos"] >= (2 if point == "analysis" else n_inputs)
+    assert _view(str(out)) == clean[stages]
     leftovers = [os.path.join(r, f) for r, _, fs in os.walk(out) for f in fs if f.startswith(".tmp-")]
     assert leftovers == []
     # Running the finished command again changes nothing and does no work.
     t = time.time()
-    again = run(inputs, str(out), Config())
+    again = run(inputs, str(out), Config(), stages=stages)
     assert again["run_key"] == summary["run_key"] and time.time() - t < 5
-    assert _view(str(out)) == _view(str(clean))
+    assert _view(str(out)) == clean[stages]
 
 
 def test_limits_become_error_rows(tmp_path):
@@ -127,8 +156,8 @@ def test_hostile_names_and_paths(tmp_path):
         assert os.path.realpath(root).startswith(os.path.realpath(out))
         for f in files:
             assert all(c.isalnum() or c in "._-" for c in f), f
-    for shard in os.listdir(out / "shards"):
-        with tarfile.open(out / "shards" / shard) as tar:
+    for shard in os.listdir(os.path.join(gen(out), "shards")):
+        with tarfile.open(os.path.join(gen(out), "shards", shard)) as tar:
             for m in tar:
                 assert "/" not in m.name and ".." not in m.name.split(".")[0]
 
@@ -198,25 +227,27 @@ def test_external_worker_pool_matches_local_runner(tmp_path):
         pool.wait()
 
 
-def test_sdist_installs_and_imports_every_stage(tmp_path):
-    """What --setup_file stages to remote workers: build the sdist, install it in a fresh venv
-    (dependencies from this machine's site-packages), import every module."""
+def test_sdist_installs_and_imports_every_module(tmp_path):
+    """What --setup_file stages to remote workers: build the sdist, install it into a folder of
+    its own (dependencies from the interpreter running the tests, venv or not) and import every
+    module it ships, the model stages and the trainer included, from there, not the checkout."""
     dist = tmp_path / "dist"
     subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(dist)], cwd=REPO, check=True,
                    capture_output=True)
     (sdist,) = list(dist.glob("vidcurate-*.tar.gz"))
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(sdist)],
-                   check=True, capture_output=True)
-    modules = ["pipeline.cli", "pipeline.run", "pipeline.beam_pipeline", "pipeline.refilter", "pipeline.report",
-               "pipeline.inspect", "pipeline.resume", "transforms.analyze", "transforms.clips", "transforms.motion",
-               "transforms.filters", "transforms.shards", "transforms.cuts.cascade", "transforms.cuts.gradual",
-               "transforms.cuts.fades", "transforms.cuts.content", "transforms.cuts.transnet"]
-    code = "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]; import pipeline; print(pipeline.__file__)"
-    res = subprocess.run([str(py), "-c", code, *modules], cwd=tmp_path, check=True, capture_output=True, text=True)
-    assert str(venv) in res.stdout  # imported from the installed sdist, not the checkout
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(sdist)], check=True, capture_output=True)
+    modules = sorted(".".join(p.relative_to(target).with_suffix("").parts).removesuffix(".__init__")
+                     for pkg in ("pipeline", "transforms", "model_training") for p in (target / pkg).rglob("*.py"))
+    assert {"pipeline.model_stages", "transforms.captions", "transforms.clip_embed", "transforms.ocr",
+            "model_training.train", "pipeline.rundir"} <= set(modules)
+    code = ("import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]; import pipeline, transforms; "
+            "print(pipeline.__file__); print(transforms.__file__)")
+    env = dict(os.environ, PYTHONPATH=str(target))
+    res = subprocess.run([sys.executable, "-c", code, *modules], cwd=tmp_path, check=True, capture_output=True,
+                         text=True, env=env)
+    assert all(line.startswith(str(target)) for line in res.stdout.split())  # the installed sdist, not the checkout
 
 
 def test_remote_inputs_retry_then_give_up(monkeypatch):

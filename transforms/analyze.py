@@ -36,6 +36,8 @@ class VideoAnalysis:
     pts: np.ndarray | None = None  # pts of every frame (frame-exact clip writing)
     times: np.ndarray | None = None  # presentation time of every frame, from 0
     seconds: float = 0.0  # wall time of the pass
+    decode_errors: int = 0  # packets that failed to decode (and an early stop)
+    stopped: str | None = None  # why decoding ended before the stream did, if it did
 
 
 def analyze_video(source: str, cfg, motion: bool = True) -> VideoAnalysis:
@@ -52,8 +54,11 @@ def analyze_video(source: str, cfg, motion: bool = True) -> VideoAnalysis:
         pts: list[int] = []
         times: list[float] = []
         n = 0
+        stats: dict = {}
         for df in decode.iter_frames(container, source, cfg.analysis.decode_threads,
-                                     skip_loop_filter=cfg.analysis.skip_loop_filter):
+                                     skip_loop_filter=cfg.analysis.skip_loop_filter, stats=stats):
+            if n == 0:  # the display matrix reaches PyAV per frame, not in the stream header
+                info.rotation = decode.frame_rotation(df.frame)
             t = df.time if not times else max(df.time, times[-1] + 1e-6)
             bgr, grey = decode.to_bgr_grey(df.frame, aw, ah)
             cascade.push(df.index, bgr, grey)
@@ -77,7 +82,7 @@ def analyze_video(source: str, cfg, motion: bool = True) -> VideoAnalysis:
         fps = (n - 1) / t[-1]
     return VideoAnalysis(source, video_id_for(source), info, n, fps, cuts,
                          sampler.pairs if sampler else [], np.asarray(pts, dtype=np.int64), t,
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, stats.get("decode_errors", 0), stats.get("stopped"))
 
 
 def span_times(a: VideoAnalysis, start: int, end: int) -> tuple[float, float]:
@@ -90,12 +95,17 @@ def span_times(a: VideoAnalysis, start: int, end: int) -> tuple[float, float]:
 
 
 def plan_clips(scenes: list[tuple[int, int]], fps: float, min_s: float, max_s: float,
-               max_frames: int | None = None) -> list[tuple[int, int]]:
+               max_frames: int | None = None, times: np.ndarray | None = None) -> list[tuple[int, int]]:
     """Turn shots into clip spans: shots longer than ``max_s`` are cut into equal pieces no
-    longer than it; shorter shots are kept whole (the duration filter rejects too-short ones)."""
-    max_len = max(1, int(math.floor(max_s * fps)))
+    longer than it; shorter shots are kept whole (the duration filter rejects too-short ones).
+
+    With ``times`` (each frame's presentation time) durations are measured on timestamps, so a
+    variable-frame-rate shot is cut by time, not by an average rate; pieces are equal in time."""
+    max_len = max(1, int(math.floor(max_s * fps + 1e-9)))
     if max_frames:
         max_len = min(max_len, max_frames)
+    if times is not None and len(times) > 0:
+        return [span for a, b in scenes for span in _time_pieces(times, fps, a, b, max_s, max_frames)]
     spans = []
     for a, b in scenes:
         length = b - a
@@ -103,6 +113,23 @@ def plan_clips(scenes: list[tuple[int, int]], fps: float, min_s: float, max_s: f
         edges = [a + round(i * length / pieces) for i in range(pieces + 1)]
         spans.extend((s, e) for s, e in zip(edges[:-1], edges[1:]) if e > s)
     return spans
+
+
+def _time_pieces(times: np.ndarray, fps: float, a: int, b: int, max_s: float, max_frames: int | None):
+    n = len(times)
+    end_t = lambda i: float(times[i]) if i < n else float(times[-1]) + 1.0 / (fps or 25.0)  # noqa: E731
+    t0, t1 = float(times[a]), end_t(b)
+    pieces = max(1, math.ceil((t1 - t0) / max_s - 1e-9), math.ceil((b - a) / max_frames) if max_frames else 1)
+    while True:
+        targets = [t0 + i * (t1 - t0) / pieces for i in range(1, pieces)]
+        inner = [a + int(np.searchsorted(times[a:b], x, side="left")) for x in targets]
+        edges = [a, *inner, b]
+        spans = [(s, e) for s, e in zip(edges[:-1], edges[1:]) if e > s]
+        ok = all(end_t(e) - float(times[s]) <= max_s + 1e-6 and (not max_frames or e - s <= max_frames)
+                 for s, e in spans)
+        if ok or pieces >= b - a:
+            return spans
+        pieces += 1
 
 
 def clip_id_for(video_id: str, start: int, end: int) -> str:
@@ -120,12 +147,57 @@ def video_row(a: VideoAnalysis) -> dict:
     row["transitions"] = [{"start_frame": s, "end_frame": e} for s, e in a.cuts.gaps]
     row["analysis_seconds"] = round(a.seconds, 3)
     row["analysis_segments"] = 1
+    row["decode_errors"] = a.decode_errors
     return row
+
+
+def decode_problem(a: VideoAnalysis) -> tuple[str, str] | None:
+    """(error type, message) when the input is not whole: fewer frames decoded than its header
+    promises (a truncated download) or packets that failed to decode. Clips still come from
+    the decodable span; the video's status says ``partial``."""
+    promised = a.probe.header_frames
+    if promised and a.num_frames < promised - max(3, 0.02 * promised):
+        return "Truncated", (f"{a.source}: the header promises {promised} frames but only {a.num_frames} could be "
+                             f"decoded ({a.stopped or 'the stream ends early'}); clips cover the decodable "
+                             f"{a.num_frames / a.fps if a.fps else 0:.2f} s")
+    if a.decode_errors:
+        return "CorruptFrames", (f"{a.source}: {a.decode_errors} packet(s) failed to decode"
+                                 f"{' (' + a.stopped + ')' if a.stopped else ''}; clips come from the frames "
+                                 "that decoded")
+    return None
+
+
+def no_shot_reason(a: VideoAnalysis) -> str:
+    gap = sum(e - s for s, e in a.cuts.gaps)
+    if a.cuts.scenes:
+        return f"{a.source}: no clip could be planned from {len(a.cuts.scenes)} shot(s)"
+    if gap >= a.num_frames - 1:
+        return (f"{a.source}: all {a.num_frames} frames are black, fades or transitions (cuts.fade_black_level, "
+                "cuts.max_transition_s); no shot to cut a clip from")
+    return (f"{a.source}: every shot is shorter than cuts.min_scene_s ({a.num_frames} frames, "
+            f"{len(a.cuts.cuts)} cuts); no shot to cut a clip from")
+
+
+def finalise(a: VideoAnalysis, clips_cfg, limits) -> tuple[dict, list[dict], tuple[str, str] | None]:
+    """The video row and clip rows of an analysis, with its status: ``ok``, ``partial`` (not
+    whole, see :func:`decode_problem`, which is returned for an errors row) or
+    ``no_usable_shot`` (nothing to cut: the reason is in ``error_message``)."""
+    clips = clip_rows(a, clips_cfg, limits)
+    row = video_row(a)
+    row["num_clips"] = len(clips)
+    problem = decode_problem(a)
+    if problem:
+        row.update(status="partial", error_type=problem[0], error_message=problem[1])
+    if not clips:
+        row.update(status="no_usable_shot", error_type="NoUsableShot",
+                   error_message=no_shot_reason(a) + (f"; also {problem[1]}" if problem else ""))
+    return row, clips, problem
 
 
 def clip_rows(a: VideoAnalysis, clips_cfg, limits) -> list[dict]:
     spans = plan_clips(a.cuts.scenes, a.fps, clips_cfg.min_duration_s, clips_cfg.max_duration_s,
-                       limits.max_frames_per_clip)
+                       limits.max_frames_per_clip, a.times)
+    width, height = decode.displayed_size(a.probe.width, a.probe.height, a.probe.rotation)
     rows = []
     for s, e in spans:
         score, series = clip_motion(a.motion, s, e)
@@ -141,8 +213,9 @@ def clip_rows(a: VideoAnalysis, clips_cfg, limits) -> list[dict]:
             "start_pts": int(a.pts[s]) if a.pts is not None else None,
             "end_pts": int(a.pts[e]) if a.pts is not None and e < len(a.pts) else None,
             "fps": round((e - s) / (t1 - t0), 6) if t1 > t0 else a.fps,
-            "width": a.probe.width,
-            "height": a.probe.height,
+            "width": width,
+            "height": height,
+            "rotation": a.probe.rotation,
             "num_frames": e - s,
             "duration_s": round(t1 - t0, 6),
             "motion_score": None if score is None else round(score, 4),

@@ -25,7 +25,26 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def fsync_file(path: str) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def staged_clip_ok(path: str, num_frames: int) -> bool:
+    """A staged mp4 from an earlier run is whole: it opens and holds ``num_frames`` video
+    packets (demux only; one frame per packet in what we encode)."""
+    try:
+        with av.open(path) as c:
+            if not c.streams.video:
+                return False
+            return sum(1 for p in c.demux(c.streams.video[0]) if p.size) == num_frames
+    except (av.error.FFmpegError, OSError, ValueError):
+        return False
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +135,11 @@ class ClipReader:
 
 
 def encode_clip(frames: Iterator[av.VideoFrame], path: str, rate: Fraction, width: int,
-                height: int, cfg, middle: int = 0) -> tuple[int, bytes | None]:
+                height: int, cfg, middle: int = 0, rotation: int = 0) -> tuple[int, bytes | None]:
     """Encode frames to an H.264 mp4 at ``path``; returns (frames written, JPEG of frame
-    number ``middle``). ``cfg`` is a :class:`pipeline.config.ClipsConfig`."""
+    number ``middle``). ``cfg`` is a :class:`pipeline.config.ClipsConfig`. ``width`` x
+    ``height`` is the displayed size; frames of a rotated source (``rotation`` degrees
+    clockwise) are turned upright, so every reader shows them the right way up."""
     written = 0
     jpeg = None
     with av.open(path, mode="w", format="mp4") as out:
@@ -127,7 +148,11 @@ def encode_clip(frames: Iterator[av.VideoFrame], path: str, rate: Fraction, widt
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(cfg.crf), "preset": cfg.preset} if "264" in cfg.codec else {}
         for frame in frames:
-            f = frame.reformat(width=width, height=height, format="yuv420p")
+            if rotation:
+                f = av.VideoFrame.from_ndarray(decode.to_rgb_upright(frame, width, height, rotation),
+                                               format="rgb24").reformat(format="yuv420p")
+            else:
+                f = frame.reformat(width=width, height=height, format="yuv420p")
             f.pts = written
             f.time_base = 1 / rate
             for packet in stream.encode(f):
@@ -163,8 +188,9 @@ def _write_all(reader: ClipReader, source: str, clips: list[dict], out_dir: str,
         rate = Fraction(clip["fps"]).limit_denominator(1001) if clip["fps"] > 0 else Fraction(25)
         final = os.path.join(out_dir, clip["clip_id"] + ".mp4")
         jpg = os.path.join(out_dir, clip["clip_id"] + ".jpg")
-        if os.path.exists(final) and os.path.exists(jpg):
-            # Written by an earlier, interrupted run (the mp4 is renamed into place last).
+        if os.path.exists(final) and os.path.exists(jpg) and staged_clip_ok(final, clip["num_frames"]):
+            # Written by an earlier, interrupted run (fsynced, then renamed into place last;
+            # checked again here in case the disk lost it anyway).
             yield clip, {"mp4": final, "jpg": jpg, "bytes": os.path.getsize(final) + os.path.getsize(jpg),
                          "out_width": w, "out_height": h}, None
             continue
@@ -172,7 +198,7 @@ def _write_all(reader: ClipReader, source: str, clips: list[dict], out_dir: str,
         os.close(fd)
         try:
             n, jpeg = encode_clip(reader.frames(clip), tmp, rate, w, h, cfg.clips,
-                                  middle=(clip["num_frames"] - 1) // 2)
+                                  middle=(clip["num_frames"] - 1) // 2, rotation=clip.get("rotation") or 0)
             if n != clip["num_frames"]:
                 raise decode.CorruptVideo(
                     f"{source}: clip {clip['clip_id']} has {n} decodable frames, expected "
@@ -180,6 +206,7 @@ def _write_all(reader: ClipReader, source: str, clips: list[dict], out_dir: str,
             if cfg.clips.keep_audio:
                 tmp = _with_audio(source, tmp, clip, out_dir, cfg)
             atomic_write_bytes(jpg, jpeg)
+            fsync_file(tmp)
             os.replace(tmp, final)  # last: an existing mp4 marks a finished clip
             yield clip, {"mp4": final, "jpg": jpg, "bytes": os.path.getsize(final) + len(jpeg),
                          "out_width": w, "out_height": h}, None
@@ -191,38 +218,62 @@ def _write_all(reader: ClipReader, source: str, clips: list[dict], out_dir: str,
 
 
 def _with_audio(source: str, video_path: str, clip: dict, out_dir: str, cfg) -> str:
-    """Remux the clip's video with the source's audio for the same time span, as AAC."""
+    """Remux the clip's video with the source's audio for the same time span, as AAC.
+
+    Clip times count from the source's first video frame; audio is cut on the container's
+    clock at the clip's first frame (its pts), so a stream that starts later or earlier than the
+    video stays in sync, to the sample."""
+    import numpy as np
+
     fd, merged = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=out_dir)
     os.close(fd)
-    t0, t1 = clip["start_time"], clip["end_time"]
     with av.open(video_path) as vin, decode.opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as src, av.open(merged, "w", format="mp4") as out:
         if not src.streams.audio:
             os.remove(merged)
             return video_path
+        vsrc = src.streams.video[0]
+        if clip.get("start_pts") is not None and clip["start_pts"] >= 0 and vsrc.time_base:
+            t0 = float(clip["start_pts"] * vsrc.time_base)
+        else:
+            t0 = float((vsrc.start_time or 0) * (vsrc.time_base or 0)) + clip["start_time"]
+        t1 = t0 + (clip["end_time"] - clip["start_time"])
         vstream_in = vin.streams.video[0]
         vout = out.add_stream_from_template(vstream_in)
         ain = src.streams.audio[0]
-        aout = out.add_stream("aac", rate=ain.codec_context.sample_rate or 44100)
+        rate = ain.codec_context.sample_rate or 44100
+        aout = out.add_stream("aac", rate=rate)
         for packet in vin.demux(vstream_in):
             if packet.dts is None:
                 continue
             packet.stream = vout
             out.mux(packet)
-        src.seek(int(t0 / ain.time_base) if ain.time_base else 0, stream=ain, backward=True)
-        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=aout.rate)
-        written = 0
+        src.seek(max(0, int((t0 - 1.0) / ain.time_base)) if ain.time_base else 0, stream=ain, backward=True)
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
+        chunks, first_t = [], None
         for frame in src.decode(ain):
-            if frame.time is None or frame.time + frame.samples / frame.sample_rate <= t0:
+            if frame.time is None:
                 continue
             if frame.time >= t1:
                 break
             for rf in resampler.resample(frame):
-                rf.pts = written
-                written += rf.samples
-                for packet in aout.encode(rf):
+                if first_t is None:
+                    first_t = rf.time if rf.time is not None else frame.time
+                chunks.append(rf.to_ndarray())
+        if chunks and first_t is not None:
+            samples = np.concatenate(chunks, axis=1)
+            a = max(0, int(round((t0 - first_t) * rate)))
+            b = max(a, int(round((t1 - first_t) * rate)))
+            pad = max(0, int(round((first_t - t0) * rate)))  # audio starts after the clip: silence first
+            samples = np.concatenate([np.zeros((samples.shape[0], pad), samples.dtype), samples[:, a:b]], axis=1)
+            samples = samples[:, : int(round((t1 - t0) * rate))]
+            for i in range(0, samples.shape[1], 1024):
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + 1024]), format="fltp",
+                                                layout="stereo")
+                af.sample_rate = rate
+                af.pts = i
+                for packet in aout.encode(af):
                     out.mux(packet)
         for packet in aout.encode(None):
             out.mux(packet)
     os.remove(video_path)
     return merged
-

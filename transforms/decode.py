@@ -76,6 +76,7 @@ class ProbeInfo:
     duration_s: float
     fps: float
     num_frames: int  # from the header when present, else estimated from duration * fps
+    header_frames: int  # what the header promises (frame count, or stream duration x rate); 0: unknown
     codec: str
     pix_fmt: str
     width: int
@@ -208,6 +209,9 @@ def probe_container(container, source: str, size_bytes: int | None = None) -> Pr
     elif container.duration:
         duration = container.duration / 1_000_000
     frames = int(stream.frames or 0)
+    header_frames = frames
+    if header_frames <= 0 and stream.duration is not None and stream.time_base and fps > 0:
+        header_frames = int(round(float(stream.duration * stream.time_base) * fps))
     if frames <= 0 and duration > 0 and fps > 0:
         frames = int(round(duration * fps))
     if duration <= 0 and frames > 0 and fps > 0:
@@ -221,6 +225,7 @@ def probe_container(container, source: str, size_bytes: int | None = None) -> Pr
         duration_s=round(duration, 6),
         fps=round(fps, 6),
         num_frames=frames,
+        header_frames=max(0, header_frames),
         codec=ctx.name,
         pix_fmt=str(ctx.format.name) if ctx.format is not None else "",
         width=int(ctx.width or 0),
@@ -287,6 +292,35 @@ def check_limits(info: ProbeInfo, limits, source: str) -> None:
             f"({limits.min_frames}) are needed for a clip")
 
 
+def frame_rotation(frame: av.VideoFrame) -> int:
+    """Clockwise degrees (0, 90, 180, 270) to turn this frame to show it upright, from the
+    stream's display matrix (PyAV reports it per frame, counter-clockwise)."""
+    try:
+        ccw = int(round(float(getattr(frame, "rotation", 0) or 0)))
+    except (TypeError, ValueError):
+        return 0
+    return (-ccw) % 360 // 90 * 90
+
+
+def displayed_size(width: int, height: int, rotation: int) -> tuple[int, int]:
+    """The size a player shows: width and height swap for a quarter turn."""
+    return (height, width) if rotation in (90, 270) else (width, height)
+
+
+def upright(img: np.ndarray, rotation: int) -> np.ndarray:
+    """Turn a decoded picture (H, W[, C]) by ``rotation`` degrees clockwise."""
+    if not rotation:
+        return img
+    return np.ascontiguousarray(np.rot90(img, k=-(rotation // 90)))
+
+
+def to_rgb_upright(frame: av.VideoFrame, width: int, height: int, rotation: int) -> np.ndarray:
+    """RGB picture of ``width`` x ``height`` as displayed (the frame's coded size swaps for a
+    quarter turn), turned upright."""
+    cw, ch = displayed_size(width, height, rotation)
+    return upright(frame.to_ndarray(width=cw, height=ch, format="rgb24"), rotation)
+
+
 def scaled_size(width: int, height: int, target_width: int) -> tuple[int, int]:
     """Size with the given width (never upscaled), even dimensions, aspect preserved."""
     w = min(target_width, width)
@@ -303,14 +337,18 @@ class DecodedFrame:
 
 
 def iter_frames(container, source: str, threads: int = 0, start_pts: int | None = None,
-                skip_loop_filter: bool = False) -> Iterator[DecodedFrame]:
+                skip_loop_filter: bool = False, stats: dict | None = None) -> Iterator[DecodedFrame]:
     """Yield decoded frames one at a time (never the whole video in memory).
 
     With ``start_pts`` the container seeks to the keyframe before it first; frame ``index``
     is then only meaningful relative to that point, so callers that seek match on ``pts``.
     ``skip_loop_filter`` skips the decoder's deblocking filter (H.264/HEVC/VP8...): about 20%
     less decode time, for pictures that are only ever looked at shrunk (the analysis pass).
+    ``stats`` (a dict) receives ``decode_errors`` (packets that failed to decode) and
+    ``stopped`` (why decoding ended early, if it did).
     """
+    stats = stats if stats is not None else {}
+    stats.setdefault("decode_errors", 0)
     stream = container.streams.video[0]
     if not stream.codec_context.is_open:  # threading and options only apply before the first decode
         stream.thread_type = "AUTO"
@@ -318,34 +356,85 @@ def iter_frames(container, source: str, threads: int = 0, start_pts: int | None 
             stream.codec_context.thread_count = threads
         if skip_loop_filter:
             stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": "all"}
-    if start_pts is not None:
-        container.seek(start_pts, stream=stream, backward=True, any_frame=False)
     index = 0
     tb = stream.time_base or Fraction(1, 1)
+    frames = _frames_from(container, stream, source, stats, start_pts)
     try:
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.error.InvalidDataError:
-                log.debug("%s: skipping undecodable packet", source)
-                continue
-            for frame in frames:
-                pts = frame.pts
-                t = float(pts * tb) if pts is not None else (index / (_stream_fps(stream) or 25.0))
-                yield DecodedFrame(index, pts, t, frame)
-                index += 1
+        for frame in frames:
+            pts = frame.pts
+            t = float(pts * tb) if pts is not None else (index / (_stream_fps(stream) or 25.0))
+            yield DecodedFrame(index, pts, t, frame)
+            index += 1
     except av.error.FFmpegError as exc:
         if index == 0:
             raise CorruptVideo(f"{source}: no frame could be decoded ({exc})") from None
         log.warning("%s: decoding stopped after %d frames: %s", source, index, exc)
+        stats["decode_errors"] += 1
+        stats["stopped"] = f"decoding stopped after {index} frames: {exc}"
     except GeneratorExit:
         # The caller stopped early. Drop the frames still inside the (threaded) decoder now:
         # closing a container with frames in flight can otherwise block forever.
+        frames.close()
         try:
             stream.codec_context.flush_buffers()
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
         raise
+
+
+def _decode(container, stream, source: str, stats: dict) -> Iterator[av.VideoFrame]:
+    """Frames from the demuxer's current position; undecodable packets are counted and skipped."""
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError:
+            log.debug("%s: skipping undecodable packet", source)
+            stats["decode_errors"] += 1
+            continue
+        yield from frames
+
+
+# How far before the wanted frame a seek is retried when it lands after it (seconds), before
+# falling back to the start of the stream.
+SEEK_BACKOFF_S = (0.0, 1.0, 5.0, 30.0)
+
+
+def _frames_from(container, stream, source: str, stats: dict, start_pts: int | None) -> Iterator[av.VideoFrame]:
+    """Decoded frames starting at or before ``start_pts`` (None: from where the demuxer is).
+
+    Containers without an index (MPEG-TS, MPEG-PS) seek by timestamp estimates and land on the
+    keyframe *after* the target, or nowhere when a file has a single keyframe: when the first
+    frame decoded is later than ``start_pts`` the seek is retried further back, and finally from
+    the start of the stream, so callers that match frames by pts always find theirs."""
+    if start_pts is None:
+        yield from _decode(container, stream, source, stats)
+        return
+    tb = stream.time_base or Fraction(1, 1)
+    origin = stream.start_time if stream.start_time is not None else 0
+    for back in SEEK_BACKOFF_S:
+        target = start_pts - int(back / tb)
+        if target <= origin:
+            break
+        try:
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+        except av.error.FFmpegError:
+            continue
+        frames = _decode(container, stream, source, stats)
+        first = next(frames, None)
+        if first is not None and first.pts is not None and first.pts <= start_pts:
+            yield first
+            yield from frames
+            return
+        frames.close()
+    # From the start: a target well before the first timestamp (seeking to the first timestamp
+    # itself lands on the second keyframe in MPEG-PS); AVI and FLV refuse negative targets.
+    for target in (origin - int(3600 / tb), min(origin, 0), origin):
+        try:
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+            break
+        except av.error.FFmpegError:
+            continue
+    yield from _decode(container, stream, source, stats)
 
 
 _PLANAR_YUV = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"}

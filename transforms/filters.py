@@ -82,26 +82,40 @@ def _value(row: dict, column: str):
     return row.get(column)
 
 
-def reject_reasons(row: dict, cfg, extra: list[tuple[str, str, str, float]] = ()) -> list[str]:
-    reasons = []
+# The model stage that computes each filterable score column.
+STAGE_COLUMNS = {"ocr_text_area": "ocr", "aesthetic_score": "clip", "text_similarity": "caption"}
+
+
+def reject_reasons(row: dict, cfg, extra: list[tuple[str, str, str, float]] = (), scored=()) -> list[str]:
+    """Every filter ``row`` fails. ``scored``: the model stages whose scores are complete; a
+    bound on a model score applies once its stage has run. A clip lacking that score then is
+    rejected as ``<stage>_failed`` (a failed batch, unreadable frames) unless another filter
+    rejects it anyway: cheap filters run first, so a rejected clip is not scored by design, and
+    ``run`` and ``vidcurate filter`` must agree on it. A missing cheap score (e.g. motion of a
+    clip shorter than one flow pair) fails its own filter."""
+    reasons, failed = [], []
     for reason, column, kind, value in [*bounds(cfg), *extra]:
+        stage = STAGE_COLUMNS.get(column)
+        if stage is not None and stage not in scored:
+            continue  # not scored (yet): the bound applies after that stage
         x = _value(row, column)
         if x is None:
-            # A score that could not be computed (e.g. motion of a clip shorter than one flow
-            # pair) fails its filter rather than slipping through.
-            if column in row or column == "aspect_ratio":
+            if stage:
+                failed.append(f"{stage}_failed")
+            else:
                 reasons.append(reason)
             continue
         if (kind == "min" and x < value - 1e-9) or (kind == "max" and x > value + 1e-9):
             reasons.append(reason)
-    return reasons
+    return reasons or sorted(set(failed))
 
 
-def apply_filters(row: dict, cfg, extra: list[tuple[str, str, str, float]] = ()) -> dict:
-    """Recompute ``keep``/``reject_reasons`` from scratch (keeping only sticky reasons)."""
+def apply_filters(row: dict, cfg, extra: list[tuple[str, str, str, float]] = (), scored=()) -> dict:
+    """Recompute ``keep``/``reject_reasons`` from scratch (keeping only sticky reasons). The one
+    code path of ``run`` and ``vidcurate filter``; ``scored`` as in :func:`reject_reasons`."""
     row = dict(row)
     sticky = [r for r in (row.get("reject_reasons") or []) if r in STICKY_REASONS]
-    reasons = sorted(set(sticky) | set(reject_reasons(row, cfg, extra)))
+    reasons = sorted(set(sticky) | set(reject_reasons(row, cfg, extra, scored)))
     row["reject_reasons"] = reasons
     row["keep"] = not reasons
     return row

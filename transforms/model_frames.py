@@ -75,7 +75,8 @@ def read_clip_frames(source: str, clips: list[dict], specs: dict[str, FrameSpec]
                             if i in positions:
                                 size = sizes[name]
                                 if size not in converted:
-                                    converted[size] = frame.to_ndarray(width=size[0], height=size[1], format="rgb24")
+                                    converted[size] = decode.to_rgb_upright(frame, size[0], size[1],
+                                                                            clip.get("rotation") or 0)
                                 got[name].append(converted[size])
                 except Exception as exc:  # noqa: BLE001 - one clip's failure is data
                     yield clip, None, f"{source}: frames of {clip['clip_id']} could not be decoded: {exc}"

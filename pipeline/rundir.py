@@ -1,0 +1,169 @@
+"""The run directory: what vidcurate owns in it, and how a finished run is switched in.
+
+    <output>/
+      .vidcurate-run       marker: this directory was created by vidcurate (nothing else is touched)
+      CURRENT              pointer, written last: the name of the finished generation
+      current -> gen-...   the same as a symlink, for humans and globs (local disks only)
+      gen-<stamp>/         one generation: videos/ clips/ errors/ shards/ logs/ summary.json
+      _analysis/ _staging/ resume state shared by the generations
+
+A run writes a new generation beside the current one and switches ``CURRENT`` only when the new
+one is complete (its ``summary.json`` written), so a failed or killed re-run leaves the previous
+finished run readable. Switching is one small write, which also works on object stores (no
+rename of a folder). Only then are older generations removed. vidcurate refuses to write into a
+non-empty directory it did not create, and removes only names it wrote there.
+
+Ids read back from tables become file names: :func:`check_clip_id`, :func:`check_video_id` and
+:func:`check_shard_name` reject anything but the forms vidcurate writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+
+MARKER = ".vidcurate-run"
+POINTER = "CURRENT"
+LINK = "current"
+GEN_PREFIX = "gen-"
+OWNED = {MARKER, POINTER, LINK, "_analysis", "_staging", "report.html"}
+TABLES = ("videos", "clips", "errors", "shards", "logs")
+
+VIDEO_ID = re.compile(r"[0-9a-f]{16}")
+CLIP_ID = re.compile(r"[0-9a-f]{16}_[0-9]{7,}_[0-9]{7,}")
+SHARD_NAME = re.compile(r"shard-[0-9]{5}-[0-9]{4}\.tar")
+GEN_NAME = re.compile(r"gen-[0-9]{8}T[0-9]{6}-[0-9a-f]{6}")
+
+
+class RunDirError(ValueError):
+    """The output or run directory is not one vidcurate may use, or a table in it is malformed."""
+
+
+def check_video_id(value) -> str:
+    if not isinstance(value, str) or not VIDEO_ID.fullmatch(value):
+        raise RunDirError(f"malformed video_id {value!r} in the run's tables (expected 16 hex digits); "
+                          "the run directory was not written by vidcurate or was altered")
+    return value
+
+
+def check_clip_id(value) -> str:
+    if not isinstance(value, str) or not CLIP_ID.fullmatch(value):
+        raise RunDirError(f"malformed clip_id {value!r} in the run's tables (expected <video_id>_<start>_<end>); "
+                          "the run directory was not written by vidcurate or was altered")
+    return value
+
+
+def check_shard_name(value) -> str:
+    if not isinstance(value, str) or not SHARD_NAME.fullmatch(value):
+        raise RunDirError(f"malformed shard name {value!r} in the run's tables (expected shard-NNNNN-NNNN.tar); "
+                          "the run directory was not written by vidcurate or was altered")
+    return value
+
+
+def is_run(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, MARKER))
+
+
+def claim(output: str, inputs_inside: bool = False) -> None:
+    """Make ``output`` a run directory, or check that it is one. Refuses a non-empty directory
+    vidcurate did not create (its files are the user's), and a file."""
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise RunDirError(f"--output {output} is a file; give a new or empty directory")
+    if os.path.isdir(output) and not is_run(output):
+        if os.listdir(output):
+            raise RunDirError(
+                f"--output {output} is not empty and was not created by vidcurate (no {MARKER} file); "
+                "vidcurate never writes into or deletes other files. Give a new or empty directory, "
+                f"e.g. --output {os.path.join(output, 'vidcurate-run')}")
+    os.makedirs(output, exist_ok=True)
+    if not is_run(output):
+        _write_small(os.path.join(output, MARKER), json.dumps({"created_by": "vidcurate", "layout": 2,
+                                                                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                         time.gmtime())}))
+
+
+def inside(path: str, directory: str) -> bool:
+    path, directory = os.path.realpath(path), os.path.realpath(directory)
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def current(run_dir: str) -> str | None:
+    """The directory holding the finished tables of ``run_dir`` (None: no finished run).
+    Accepts a generation directory itself and the older layout with tables at the top."""
+    run_dir = run_dir.removeprefix("file://")
+    pointer = os.path.join(run_dir, POINTER)
+    if os.path.isfile(pointer):
+        with open(pointer, encoding="utf-8") as fh:
+            name = fh.read().strip()
+        if not GEN_NAME.fullmatch(name):
+            raise RunDirError(f"{pointer} names {name!r}, not a generation vidcurate writes")
+        gen = os.path.join(run_dir, name)
+        return gen if os.path.isfile(os.path.join(gen, "summary.json")) else None
+    if os.path.isfile(os.path.join(run_dir, "summary.json")):
+        return run_dir  # a generation directory, or a run written before generations
+    return None
+
+
+def resolve(run_dir: str) -> str:
+    """Like :func:`current` but for reading: an error saying what to do when nothing is finished."""
+    gen = current(run_dir)
+    if gen is None:
+        if not os.path.isdir(run_dir):
+            raise RunDirError(f"{run_dir} does not exist")
+        raise RunDirError(f"{run_dir} holds no finished vidcurate run (no {POINTER} pointer or summary.json); "
+                          "run `vidcurate run` on it first, or let an interrupted run finish by re-running it")
+    return gen
+
+
+def new_generation(output: str) -> str:
+    """Create a fresh generation directory and return its path. Unfinished generations of
+    killed runs (vidcurate's own, never the current one) are removed first."""
+    keep = current(output)
+    for name in os.listdir(output):
+        path = os.path.join(output, name)
+        if GEN_NAME.fullmatch(name) and path != keep and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+    name = f"{GEN_PREFIX}{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.urandom(3).hex()}"
+    path = os.path.join(output, name)
+    os.makedirs(path)
+    return path
+
+
+def switch(output: str, generation: str) -> None:
+    """Make ``generation`` (complete: its summary.json exists) the current one, then remove the
+    older generations. The pointer is written last and atomically."""
+    name = os.path.basename(generation)
+    if not os.path.isfile(os.path.join(generation, "summary.json")):
+        raise RunDirError(f"{generation} is not complete; not switching to it")
+    _write_small(os.path.join(output, POINTER), name + "\n")
+    link = os.path.join(output, LINK)
+    tmp = os.path.join(output, f".tmp-link-{os.urandom(3).hex()}")
+    try:
+        os.symlink(name, tmp)
+        if os.path.lexists(link) and not os.path.islink(link):
+            os.remove(tmp)  # something else sits there: leave it
+        else:
+            os.replace(tmp, link)
+    except OSError:  # no symlinks on this filesystem: the pointer is enough
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+    for other in os.listdir(output):
+        if GEN_NAME.fullmatch(other) and other != name:
+            shutil.rmtree(os.path.join(output, other), ignore_errors=True)
+    # Tables of the layout before generations, if this directory had one.
+    if os.path.isfile(os.path.join(output, "summary.json")):
+        os.remove(os.path.join(output, "summary.json"))
+        for table in TABLES:
+            shutil.rmtree(os.path.join(output, table), ignore_errors=True)
+
+
+def _write_small(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.urandom(3).hex()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

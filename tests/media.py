@@ -1,0 +1,148 @@
+"""Videos the tests make: moving content in every default container, rotated phone-style files,
+variable frame rate, late audio, truncated downloads. Every frame of the moving pattern is
+distinct, so a clip that starts or ends one frame off fails an exact comparison."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+
+
+def moving(i: int, w: int = 320, h: int = 180) -> np.ndarray:
+    """Frame ``i`` of a smoothly drifting colour pattern (no cuts, real motion)."""
+    y, x = np.mgrid[0:h, 0:w]
+    r = (x * 2 + i * 3) % 256
+    g = (y * 3 + i * 2) % 256
+    b = ((x + y) // 2 + i) % 256
+    img = np.stack([r, g, b], -1).astype(np.uint8)
+    img[(i * 4) % (h - 16):(i * 4) % (h - 16) + 16, (i * 7) % (w - 16):(i * 7) % (w - 16) + 16] = 255
+    return img
+
+
+def cuts_video(i: int, w: int = 320, h: int = 180, shot_len: int = 75) -> np.ndarray:
+    """A moving pattern with a hard cut every ``shot_len`` frames (each shot a new palette)."""
+    shot = i // shot_len
+    img = moving(i, w, h)
+    return np.ascontiguousarray(np.roll(img, shot, axis=2) // (1 + shot % 3) + 40 * (shot % 2))
+
+
+CONTAINERS = {  # extension -> (format, codec)
+    ".mp4": ("mp4", "libx264"), ".mov": ("mov", "libx264"), ".mkv": ("matroska", "libx264"),
+    ".webm": ("webm", "libvpx-vp9"), ".avi": ("avi", "mpeg4"), ".m4v": ("mp4", "libx264"),
+    ".mpg": ("mpeg", "mpeg2video"), ".mpeg": ("mpeg", "mpeg2video"), ".ts": ("mpegts", "libx264"),
+    ".flv": ("flv", "flv"), ".wmv": ("asf", "wmv2"),
+}
+
+
+def write_video(path: str, n: int = 150, fps: int = 25, gop: int = 50, frame=moving, fmt: str | None = None,
+                codec: str | None = None, rotation: int | None = None, options: dict | None = None,
+                container_options: dict | None = None, size=(320, 180)) -> str:
+    ext = "." + path.rsplit(".", 1)[1]
+    fmt = fmt or CONTAINERS[ext][0]
+    codec = codec or CONTAINERS[ext][1]
+    with av.open(path, "w", format=fmt, options=container_options or {}) as out:
+        s = out.add_stream(codec, rate=Fraction(fps))
+        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
+        s.codec_context.gop_size = gop
+        opts = {"g": str(gop), "keyint_min": str(gop)} if codec == "libx264" else {}
+        if codec == "libx264":
+            opts |= {"preset": "ultrafast", "crf": "12"}
+        if codec in ("mpeg4", "mpeg2video", "wmv2", "flv"):
+            s.codec_context.bit_rate = 4_000_000
+        if codec == "libvpx-vp9":
+            opts |= {"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0"}
+        s.options = opts | (options or {})
+        if rotation is not None:
+            s.set_display_rotation(rotation)
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(frame(i, *size), format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    return path
+
+
+def write_vfr(path: str, parts=((60, 10.0), (15, 20.0)), size=(160, 90)) -> str:
+    """One continuous shot whose frame rate changes: ``(fps, seconds)`` parts in order."""
+    with av.open(path, "w", format="mp4") as out:
+        s = out.add_stream("libx264", rate=60)
+        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
+        s.codec_context.time_base = Fraction(1, 600)
+        s.options = {"preset": "ultrafast", "crf": "18"}
+        t, i = 0.0, 0
+        for fps, seconds in parts:
+            for _ in range(int(round(fps * seconds))):
+                # The picture drifts with time, not with the frame number: same speed throughout.
+                f = av.VideoFrame.from_ndarray(moving(int(t * 25), *size), format="rgb24")
+                f.pts = int(round(t * 600))
+                f.time_base = Fraction(1, 600)
+                for p in s.encode(f):
+                    out.mux(p)
+                t += 1.0 / fps
+                i += 1
+        for p in s.encode(None):
+            out.mux(p)
+    return path
+
+
+def write_with_late_video(path: str, seconds: float = 6.0, fps: int = 25, video_start_s: float = 0.6,
+                          mark_s: float = 3.0, rate: int = 48000) -> str:
+    """Audio from t=0, video from ``video_start_s``; at ``mark_s`` (container time) the video
+    shows a small white square for one frame and the audio has a click."""
+    with av.open(path, "w", format="mp4") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = 160, 90, "yuv420p"
+        v.options = {"preset": "ultrafast", "crf": "18"}
+        a = out.add_stream("aac", rate=rate)
+        a.layout = "mono"
+        first = int(round(video_start_s * fps))
+        total = int(round(seconds * fps))
+        mark = int(round(mark_s * fps))
+        audio = np.zeros(int(seconds * rate), np.float32)
+        k = int(mark_s * rate)
+        audio[k:k + 48] = 0.9
+        vframes = []
+        for i in range(first, total):
+            img = moving(i, 160, 90) // 3
+            if i == mark:
+                img[2:14, 2:14] = 255
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            f.pts = i
+            vframes.append(f)
+        for i, f in enumerate(vframes):
+            for p in v.encode(f):
+                out.mux(p)
+            if i % 5 == 0:  # interleave audio roughly in time
+                pass
+        for p in v.encode(None):
+            out.mux(p)
+        for i in range(0, len(audio), 1024):
+            chunk = audio[i:i + 1024]
+            af = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
+            af.sample_rate = rate
+            af.pts = i
+            for p in a.encode(af):
+                out.mux(p)
+        for p in a.encode(None):
+            out.mux(p)
+    return path
+
+
+def truncate(path: str, out: str, fraction: float) -> str:
+    data = open(path, "rb").read()
+    with open(out, "wb") as fh:
+        fh.write(data[: int(len(data) * fraction)])
+    return out
+
+
+def decode_yuv(path: str) -> list[np.ndarray]:
+    """Every frame as its raw yuv420p planes, concatenated (exact comparisons)."""
+    out = []
+    with av.open(path) as c:
+        for f in c.decode(video=0):
+            out.append(f.to_ndarray(format="yuv420p"))
+    return out
