@@ -151,7 +151,7 @@ def main() -> int:
             for mode, extra in (("analysis (--no-clips)", ["--no-clips"]), ("full run", [])):
                 out = work / f"{label}-{len(extra)}"
                 wall, sampler, _ = run_cli(["run", "--input", str(path), "--output", str(out), "--force", *extra])
-                summary = json.loads((out / "summary.json").read_text())
+                summary = json.loads((out / "current" / "summary.json").read_text())
                 results["long_inputs"].append({"input": f"10 min {label}", "mode": mode, "wall_s": round(wall, 1),
                                                "video_s": round(summary["videos"]["hours"] * 3600, 1),
                                                "clips": summary["clips"]["total"], **sampler.summary()})
@@ -167,7 +167,7 @@ def main() -> int:
                 os.symlink(videos / pool[i % len(pool)], soak_in / f"v_{i:04d}_{pool[i % len(pool)]}")
         out = work / "soak_out"
         wall, sampler, log = run_cli(["run", "--input", str(soak_in), "--output", str(out), "--force"])
-        summary = json.loads((out / "summary.json").read_text())
+        summary = json.loads((out / "current" / "summary.json").read_text())
         series = sampler.series
         third = max(1, len(series) // 3)
         early = max(v for _, v in series[third:2 * third]) if len(series) > 3 else None

@@ -48,7 +48,7 @@ def main(argv=None) -> int:
         for v in VIDEOS:
             os.symlink(os.path.join(args.videos, v), d / "in" / v)
         run(str(d / "in"), str(d / "run"), with_changes(Config(), clips={"max_side": 128}, write={"shard_max_clips": 4}))
-        shards = sorted(glob.glob(str(d / "run" / "shards" / "*.tar")))
+        shards = sorted(glob.glob(str(d / "run" / "current" / "shards" / "*.tar")))
 
         def cfg(steps):
             return load_train_config(str(REPO / "model_training" / "configs" / "tiny.yaml"), {

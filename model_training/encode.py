@@ -1,7 +1,7 @@
 """The latent cache: a Beam job that turns mp4 shards into latent shards, so training skips video
 decoding, the autoencoder and the text encoder.
 
-    vidcurate encode --shards 'runs/example/shards/*.tar' --config model_training/configs/tiny.yaml --out runs/latents
+    vidcurate encode --shards 'runs/example/current/shards/*.tar' --config model_training/configs/tiny.yaml --out runs/latents
 
 Each input shard becomes ``<out>/latent-<shard name>`` holding, per clip, ``<key>.latents.npy``
 ((T, C, h, w) float16 raw latents of the training frames: ``data.frames`` frames every

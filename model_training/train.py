@@ -4,7 +4,7 @@
     the video stage) -> data -> loop: encode, noise, predict, loss, step, EMA, log, validate,
     checkpoint.
 
-    vidcurate train --shards 'run/shards/*.tar' --config model_training/configs/tiny.yaml --out train/
+    vidcurate train --shards 'run/current/shards/*.tar' --config model_training/configs/tiny.yaml --out train/
     torchrun --nproc_per_node 2 -m model_training.train --shards ... --config ... --out ...
 
 Two stages (Video LDM): ``stage: image`` trains the spatial UNet on single frames (temporal

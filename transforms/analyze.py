@@ -38,6 +38,7 @@ class VideoAnalysis:
     seconds: float = 0.0  # wall time of the pass
     decode_errors: int = 0  # packets that failed to decode (and an early stop)
     stopped: str | None = None  # why decoding ended before the stream did, if it did
+    errors_inside: int = 0  # decode errors followed by more decoded frames (not just a cut-off end)
 
 
 def analyze_video(source: str, cfg, motion: bool = True) -> VideoAnalysis:
@@ -82,7 +83,8 @@ def analyze_video(source: str, cfg, motion: bool = True) -> VideoAnalysis:
         fps = (n - 1) / t[-1]
     return VideoAnalysis(source, video_id_for(source), info, n, fps, cuts,
                          sampler.pairs if sampler else [], np.asarray(pts, dtype=np.int64), t,
-                         time.perf_counter() - t0, stats.get("decode_errors", 0), stats.get("stopped"))
+                         time.perf_counter() - t0, stats.get("decode_errors", 0), stats.get("stopped"),
+                         sum(1 for k in stats.get("error_at", []) if k < n))
 
 
 def span_times(a: VideoAnalysis, start: int, end: int) -> tuple[float, float]:
@@ -152,18 +154,20 @@ def video_row(a: VideoAnalysis) -> dict:
 
 
 def decode_problem(a: VideoAnalysis) -> tuple[str, str] | None:
-    """(error type, message) when the input is not whole: fewer frames decoded than its header
-    promises (a truncated download) or packets that failed to decode. Clips still come from
-    the decodable span; the video's status says ``partial``."""
+    """(error type, message) when the input is not whole: packets that failed to decode
+    (``CorruptFrames``) or, without such errors, fewer frames than its header promises (a
+    truncated download: ``Truncated``). Clips still come from the frames that decoded; the
+    video's status says ``partial``."""
     promised = a.probe.header_frames
-    if promised and a.num_frames < promised - max(3, 0.02 * promised):
+    short = bool(promised) and a.num_frames < promised - max(3, 0.02 * promised)
+    got = f"{a.num_frames} of {promised} frames" if promised else f"{a.num_frames} frames"
+    if a.errors_inside or (a.decode_errors and not short):
+        return "CorruptFrames", (f"{a.source}: {a.decode_errors} packet(s) failed to decode ({got} decoded"
+                                 f"{'; ' + a.stopped if a.stopped else ''}); clips come from the frames that decoded")
+    if short:
         return "Truncated", (f"{a.source}: the header promises {promised} frames but only {a.num_frames} could be "
                              f"decoded ({a.stopped or 'the stream ends early'}); clips cover the decodable "
                              f"{a.num_frames / a.fps if a.fps else 0:.2f} s")
-    if a.decode_errors:
-        return "CorruptFrames", (f"{a.source}: {a.decode_errors} packet(s) failed to decode"
-                                 f"{' (' + a.stopped + ')' if a.stopped else ''}; clips come from the frames "
-                                 "that decoded")
     return None
 
 

@@ -383,14 +383,19 @@ def iter_frames(container, source: str, threads: int = 0, start_pts: int | None 
 
 
 def _decode(container, stream, source: str, stats: dict) -> Iterator[av.VideoFrame]:
-    """Frames from the demuxer's current position; undecodable packets are counted and skipped."""
+    """Frames from the demuxer's current position; undecodable packets are counted and skipped
+    (``stats["error_at"]``: frames decoded before each error, the first 100)."""
+    out = 0
     for packet in container.demux(stream):
         try:
             frames = packet.decode()
         except av.error.InvalidDataError:
             log.debug("%s: skipping undecodable packet", source)
             stats["decode_errors"] += 1
+            if len(stats.setdefault("error_at", [])) < 100:
+                stats["error_at"].append(out)
             continue
+        out += len(frames)
         yield from frames
 
 

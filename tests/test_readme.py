@@ -1,0 +1,36 @@
+"""The README's quick start: its command runs as written and prints what the README shows."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+
+from conftest import REPO
+
+
+def _readme_block() -> tuple[list[str], dict]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    quick = re.search(r"## Quick start\s+```bash\n(.*?)\n```", text, re.S).group(1).splitlines()
+    shown = re.search(r"What the quick-start command prints.*?```json\n(.*?)\n```", text, re.S).group(1)
+    return quick, json.loads(shown)
+
+
+def test_quick_start_prints_what_the_readme_shows(tmp_path, monkeypatch):
+    from pipeline.cli import main
+
+    quick, shown = _readme_block()
+    install_and_run = quick[0]
+    command = install_and_run.split("&&", 1)[1].split()
+    assert command[:2] == ["vidcurate", "run"] and quick[1] == "python -m pytest -q"
+    args = command[1:]
+    args[args.index("--output") + 1] = str(tmp_path / "example")
+    monkeypatch.chdir(REPO)  # the README's paths are relative to the checkout
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(args) == 0
+    printed = json.loads(buf.getvalue())
+    printed.pop("wall_seconds")
+    shown.pop("wall_seconds")
+    assert printed == shown
