@@ -78,14 +78,17 @@ def stats(run_dir: str) -> dict:
     if not videos and not clips:
         raise ValueError(f"{run_dir} has no videos or clips table; is it a vidcurate run directory?")
     ok = [v for v in videos if v["status"] == "ok"]
+    partial = [v for v in videos if v["status"] == "partial"]
+    no_shot = [v for v in videos if v["status"] == "no_usable_shot"]
     kept = [c for c in clips if c["keep"]]
     by_type: dict[str, int] = {}
     for e in errors:
         key = f"{e['stage']}:{e['error_type']}"
         by_type[key] = by_type.get(key, 0) + 1
     return {
-        "videos": {"total": len(videos), "ok": len(ok), "error": len(videos) - len(ok),
-                   "hours": sum(v["duration_s"] or 0 for v in ok) / 3600},
+        "videos": {"total": len(videos), "ok": len(ok), "partial": len(partial), "no_usable_shot": len(no_shot),
+                   "error": len(videos) - len(ok) - len(partial) - len(no_shot),
+                   "hours": sum(v["duration_s"] or 0 for v in ok + partial) / 3600},
         "clips": {"total": len(clips), "kept": len(kept),
                   "hours": sum(c["duration_s"] or 0 for c in clips) / 3600,
                   "hours_kept": sum(c["duration_s"] or 0 for c in kept) / 3600,
@@ -119,7 +122,8 @@ def what_if(run_dir: str, column: str, percents=(12.5, 25, 50), values=None, top
 def render_stats(s: dict) -> str:
     v, c = s["videos"], s["clips"]
     lines = [
-        f"videos   {v['total']:>8}  ok {v['ok']}  error {v['error']}  ({v['hours']:.3f} h)",
+        f"videos   {v['total']:>8}  ok {v['ok']}  error {v['error']}"
+        + "".join(f"  {k} {v[k]}" for k in ("partial", "no_usable_shot") if v.get(k)) + f"  ({v['hours']:.3f} h)",
         f"clips    {c['total']:>8}  kept {c['kept']} ({c['hours_kept']:.3f} of {c['hours']:.3f} h)  in {c['shards']} shard(s)",
         "",
         "filter funnel (a clip can fail several filters)",

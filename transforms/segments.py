@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -95,6 +96,8 @@ class SegmentResult:
     motion: list[tuple[int, int, float]] = field(default_factory=list)
     decoded: int = 0
     seconds: float = 0.0
+    rotation: int = 0  # display matrix of the first decoded frame (clockwise degrees)
+    decode_errors: int = 0
 
 
 def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, motion: bool = True) -> SegmentResult:
@@ -110,9 +113,13 @@ def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, m
     cascade = CutCascade(fps, cfg.cuts)
     sampler = MotionSampler(fps, cfg.motion.fps, cfg.motion.method) if motion else None
     global_of: list[int] = []  # local position -> global frame number
+    stats: dict = {}
+    rotation = 0
     with decode.opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
         for df in decode.iter_frames(container, source, cfg.analysis.decode_threads, start_pts=int(index.pts[lo]),
-                                     skip_loop_filter=cfg.analysis.skip_loop_filter):
+                                     skip_loop_filter=cfg.analysis.skip_loop_filter, stats=stats):
+            if df.index == 0:
+                rotation = decode.frame_rotation(df.frame)
             if df.pts is None:
                 continue
             g = int(np.searchsorted(index.pts, df.pts))
@@ -135,7 +142,7 @@ def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, m
     def to_global(i: int) -> int:
         return int(g_of[min(i, m)])
 
-    result = SegmentResult(start, end, decoded=m)
+    result = SegmentResult(start, end, decoded=m, rotation=rotation, decode_errors=stats.get("decode_errors", 0))
     # A cut exactly at a segment's decode start is an artefact of starting there.
     result.cuts = [to_global(c) for c in b.cuts if start <= to_global(c) < end and to_global(c) > lo]
     for a, e in b.gaps:
@@ -161,9 +168,11 @@ def merge_segments(source: str, cfg, index: VideoIndex, results: list[SegmentRes
     min_len = max(1, int(round(cfg.cuts.min_scene_s * fps)))
     scenes = scenes_from(n, cuts, gaps, cfg.cuts.boundary_margin_frames, min_len)
     events = [("cut", c, c) for c in cuts] + [("gap", a, b) for a, b in gaps]
-    return VideoAnalysis(source, video_id_for(source), index.info, n, fps, CutResult(scenes, cuts, gaps, events),
+    info = dataclasses.replace(index.info, rotation=results[0].rotation if results else 0)
+    errors = sum(r.decode_errors for r in results)
+    return VideoAnalysis(source, video_id_for(source), info, n, fps, CutResult(scenes, cuts, gaps, events),
                          [MotionPair(a, b, s) for (a, b), s in pairs], index.pts, index.times,
-                         sum(r.seconds for r in results))
+                         sum(r.seconds for r in results), errors, None, errors)
 
 
 def analyze_in_segments(source: str, cfg, segment_s: float, motion: bool = True) -> VideoAnalysis:
