@@ -16,6 +16,8 @@ setup(
     packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*",
                                     "model_training", "model_training.*"]),
     py_modules=[],
+    # TAEF2's weights (MIT, madebyollin/taesd, 2 x 2.7 MB): the tiny trainer runs offline.
+    package_data={"model_training": ["weights/taef2/*.pth", "weights/taef2/LICENSE", "weights/taef2/SOURCE.txt"]},
     data_files=[("share/vidcurate", ["beam_config.yaml"])],
     install_requires=[
         "apache-beam>=2.60",

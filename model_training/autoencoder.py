@@ -128,8 +128,15 @@ class DiffusersAutoencoder(Autoencoder):
         return ((self.vae.decode(z).sample + 1) / 2).clamp(0, 1)
 
 
+PACKAGED_TAEF2 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "taef2")
+
+
 def fetch_taef2(cache_dir: str | None = None) -> str:
-    """Download TAEF2 from its pinned commit (sha256 checked) into the cache; returns the folder."""
+    """The folder with TAEF2's two files: the copy shipped inside the package (MIT, 2 x 2.7 MB,
+    see weights/taef2/LICENSE), else a download from the pinned commit (sha256 checked) into the
+    cache."""
+    if all(os.path.isfile(os.path.join(PACKAGED_TAEF2, n)) for n in TAEF2_SHA256):
+        return PACKAGED_TAEF2
     cache_dir = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "vidcurate", "taef2")
     os.makedirs(cache_dir, exist_ok=True)
     for name, digest in TAEF2_SHA256.items():
@@ -154,7 +161,7 @@ def fetch_taef2(cache_dir: str | None = None) -> str:
 
 
 def load_autoencoder(spec: str) -> Autoencoder:
-    """``taef2`` (download), ``taef2:/folder`` or ``diffusers:<folder or hub name>``."""
+    """``taef2`` (the packaged weights, offline), ``taef2:/folder`` or ``diffusers:<folder or hub name>``."""
     if spec == "taef2" or spec.startswith("taef2:"):
         folder = spec.split(":", 1)[1] if ":" in spec else fetch_taef2()
         return TAEF2(os.path.join(folder, "taef2_encoder.pth"), os.path.join(folder, "taef2_decoder.pth"))

