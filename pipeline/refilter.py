@@ -88,6 +88,11 @@ def refilter(run_dir: str, output: str, cfg, where: str | None = None, beam_args
     rows = refiltered_rows(run_dir, cfg, where)
     stages = source_stages(run_dir)
     rundir.claim(output)
+    with rundir.locked(output):
+        return _refilter_claimed(run_dir, output, cfg, where, beam_args, gen_in, rows, stages)
+
+
+def _refilter_claimed(run_dir, output, cfg, where, beam_args, gen_in, rows, stages) -> dict:
     generation = rundir.new_generation(output)
     shutil.copytree(os.path.join(gen_in, "videos"), os.path.join(generation, "videos"))
     old_errors = read_table(gen_in, "errors")

@@ -187,6 +187,13 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
     if not sources:
         raise ValueError(f"no videos found at {input_spec!r} (looked for {', '.join(cfg.input.extensions)})")
     rundir.claim(output)
+    with rundir.locked(output):
+        return _run_claimed(output, sources, cfg, stage_list, no_clips, beam_args, force, profile,
+                            len(listed), duplicates, len(inside))
+
+
+def _run_claimed(output, sources, cfg, stage_list, no_clips, beam_args, force, profile,
+                 listed: int, duplicates: int, inside: int) -> dict:
     key = resume.run_key(sources, cfg, no_clips, stage_list)
     ids = {video_id_for(s): s for s in sources}
     if force:
@@ -220,9 +227,9 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
     summary = summarize(generation, cfg, stage_list, wall, len(sources), no_clips)
     summary["run_key"] = key
     summary["resumed_videos"] = len(done)
-    summary["inputs_listed"] = len(listed)
+    summary["inputs_listed"] = listed
     summary["inputs_duplicate"] = duplicates
-    summary["inputs_inside_output"] = len(inside)
+    summary["inputs_inside_output"] = inside
     write_summary(generation, summary)
     rundir.switch(output, generation)
     beam_pipeline.cleanup_staging(output)

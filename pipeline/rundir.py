@@ -19,6 +19,7 @@ Ids read back from tables become file names: :func:`check_clip_id`, :func:`check
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -29,8 +30,6 @@ MARKER = ".vidcurate-run"
 POINTER = "CURRENT"
 LINK = "current"
 GEN_PREFIX = "gen-"
-OWNED = {MARKER, POINTER, LINK, "_analysis", "_staging", "report.html"}
-TABLES = ("videos", "clips", "errors", "shards", "logs")
 
 VIDEO_ID = re.compile(r"[0-9a-f]{16}")
 CLIP_ID = re.compile(r"[0-9a-f]{16}_[0-9]{7,}_[0-9]{7,}")
@@ -83,6 +82,24 @@ def claim(output: str, inputs_inside: bool = False) -> None:
         _write_small(os.path.join(output, MARKER), json.dumps({"created_by": "vidcurate", "layout": 2,
                                                                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                          time.gmtime())}))
+
+
+@contextlib.contextmanager
+def locked(output: str):
+    """Hold the run directory for one vidcurate process at a time (an advisory lock on the
+    marker; the kernel releases it when the process dies, kill -9 included)."""
+    import fcntl
+
+    with open(os.path.join(output, MARKER), "rb") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirError(f"{output} is in use by another vidcurate process; wait for it to finish "
+                              "or choose another --output") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def inside(path: str, directory: str) -> bool:
@@ -153,11 +170,6 @@ def switch(output: str, generation: str) -> None:
     for other in os.listdir(output):
         if GEN_NAME.fullmatch(other) and other != name:
             shutil.rmtree(os.path.join(output, other), ignore_errors=True)
-    # Tables of the layout before generations, if this directory had one.
-    if os.path.isfile(os.path.join(output, "summary.json")):
-        os.remove(os.path.join(output, "summary.json"))
-        for table in TABLES:
-            shutil.rmtree(os.path.join(output, table), ignore_errors=True)
 
 
 def _write_small(path: str, text: str) -> None:

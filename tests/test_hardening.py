@@ -73,6 +73,16 @@ def test_run_refuses_a_directory_it_did_not_create_and_never_touches_inputs(tmp_
     assert _tree(proj) == before
 
 
+def test_one_process_at_a_time_per_run_directory(tmp_path):
+    src = write_video(str(tmp_path / "a.mp4"), n=75)
+    out = tmp_path / "run"
+    rundir.claim(str(out))
+    with rundir.locked(str(out)):  # as another vidcurate process would hold it
+        with pytest.raises(rundir.RunDirError, match="in use by another vidcurate process"):
+            run(src, str(out), _cfg(), no_clips=True)
+    assert run(src, str(out), _cfg(), no_clips=True)["videos"]["ok"] == 1
+
+
 def test_inputs_inside_the_output_are_left_out(tmp_path):
     d = tmp_path / "all"
     d.mkdir()
