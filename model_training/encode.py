@@ -74,7 +74,7 @@ class EncodeShardFn(beam.DoFn):
         from model_training.train import TextEncoder
 
         self.ae = load_autoencoder(self.cfg.autoencoder)
-        self.text = TextEncoder(self.cfg.text)
+        self.text = TextEncoder(self.cfg.text, dim=self.cfg.model.text_dim)
 
     def process(self, path: str):
         result = encode_shard(path, self.out_dir, self.cfg, self.ae, self.text)

