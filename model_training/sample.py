@@ -19,6 +19,24 @@ from model_training.diffusion import Schedule, ddim_sample
 from model_training.model import VideoUNet
 from model_training.train import TextEncoder, TrainConfig, _build, load_weights  # noqa: I001
 
+log = logging.getLogger(__name__)
+
+
+def frame_grid(frames: np.ndarray, columns: int = 8) -> np.ndarray:
+    """(T, H, W, 3) -> one picture of the frames in rows of ``columns`` (time left to right)."""
+    t, h, w, c = frames.shape
+    cols = min(columns, t)
+    rows = -(-t // cols)
+    grid = np.zeros((rows * h, cols * w, c), frames.dtype)
+    for i, f in enumerate(frames):
+        r, k = divmod(i, cols)
+        grid[r * h:(r + 1) * h, k * w:(k + 1) * w] = f
+    return grid
+
+
+def preview_path(out: str) -> str:
+    return os.path.splitext(out)[0] + ".png"
+
 
 def write_mp4(frames: np.ndarray, path: str, fps: float) -> None:
     """(T, H, W, 3) uint8 RGB -> H.264 mp4."""
@@ -62,7 +80,12 @@ def sample(checkpoint: str, prompt: str, frames: int, out: str, steps: int = 25,
     with torch.no_grad():
         z = ddim_sample(model_fn, schedule, shape, steps, guidance, torch.Generator().manual_seed(seed))
         video = ae.decode(z[0] / meta["latent_scale"])              # (T, 3, H, W) in [0, 1]
-    write_mp4((video.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8), out, fps)
+    pixels = (video.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    write_mp4(pixels, out, fps)
+    from PIL import Image
+
+    Image.fromarray(frame_grid(pixels)).save(preview_path(out))  # a frame grid beside the mp4
+    log.info("wrote %s and its preview %s", out, preview_path(out))
     return out
 
 
@@ -71,7 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--prompt", default="")
     ap.add_argument("--frames", type=int, default=8)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, help="the mp4 to write (a frame-grid .png preview goes beside it)")
     ap.add_argument("--steps", type=int, default=25, help="DDIM steps")
     ap.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
     ap.add_argument("--fps", type=float, default=12.0)

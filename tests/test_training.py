@@ -297,6 +297,9 @@ def test_readme_training_commands_run_offline_as_written(shards, tmp_path, monke
                  "--steps", "2", "--out", str(tmp_path / "sample.mp4")]) == 0
     with av.open(str(tmp_path / "sample.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 8
+    from PIL import Image
+
+    assert Image.open(tmp_path / "sample.png").size == (8 * 64, 64)  # the frame-grid preview
     assert main(["encode", "--shards", glob_, "--config", tiny, "--out", str(latents)]) == 0
     assert main(["train", "--shards", str(latents / "latent-*.tar"), "--config", tiny,
                  "--out", str(tmp_path / "train-latents"), "--steps", "2"]) == 0
