@@ -66,18 +66,22 @@ def write_video(path: str, n: int = 150, fps: int = 25, gop: int = 50, frame=mov
     return path
 
 
-def write_vfr(path: str, parts=((60, 10.0), (15, 20.0)), size=(160, 90)) -> str:
-    """One continuous shot whose frame rate changes: ``(fps, seconds)`` parts in order."""
+def write_vfr(path: str, parts=((60, 10.0), (15, 20.0)), size=(160, 90), cut_between: bool = False) -> str:
+    """Parts of ``(fps, seconds)`` in order: one continuous shot whose frame rate changes, or
+    (``cut_between``) a hard cut into a new shot at every part."""
     with av.open(path, "w", format="mp4") as out:
         s = out.add_stream("libx264", rate=60)
         s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
         s.codec_context.time_base = Fraction(1, 600)
         s.options = {"preset": "ultrafast", "crf": "18"}
         t, i = 0.0, 0
-        for fps, seconds in parts:
+        for part, (fps, seconds) in enumerate(parts):
             for _ in range(int(round(fps * seconds))):
                 # The picture drifts with time, not with the frame number: same speed throughout.
-                f = av.VideoFrame.from_ndarray(moving(int(t * 25), *size), format="rgb24")
+                img = moving(int(t * 25), *size)
+                if cut_between:
+                    img = np.ascontiguousarray(np.roll(img, part + 1, axis=2) // (1 + part % 3) + 50 * (part % 2))
+                f = av.VideoFrame.from_ndarray(img, format="rgb24")
                 f.pts = int(round(t * 600))
                 f.time_base = Fraction(1, 600)
                 for p in s.encode(f):

@@ -340,6 +340,18 @@ def test_variable_frame_rate_clips_respect_max_duration_on_timestamps(tmp_path):
     assert len(clips) == 3
 
 
+def test_variable_frame_rate_shortest_shot_is_measured_in_seconds(tmp_path):
+    """A 0.53 s shot at 15 fps between shots at 60 and 15 fps: longer than cuts.min_scene_s
+    (0.4 s), so it is a shot of its own; at the file's average rate (about 36 fps) it would be
+    14 frames too short and merged away."""
+    from transforms.analyze import analyze_video
+
+    src = write_vfr(str(tmp_path / "vfr_cuts.mp4"), parts=((60, 4.0), (15, 8 / 15), (15, 4.0)), cut_between=True)
+    a = analyze_video(src, Config())
+    assert a.cuts.cuts == [240, 248], a.cuts.cuts
+    assert any(s <= 241 and e >= 247 for s, e in a.cuts.scenes), a.cuts.scenes
+
+
 # --- 9. audio aligned to the clip's first frame --------------------------------------------------
 
 def test_keep_audio_aligns_audio_to_the_clips_first_frame(tmp_path):

@@ -50,7 +50,7 @@ def analyze_video(source: str, cfg, motion: bool = True) -> VideoAnalysis:
         fps = info.fps if info.fps > 0 else 25.0
         aw, ah = decode.scaled_size(info.width, info.height, cfg.analysis.width)
         mw, mh = decode.scaled_size(info.width, info.height, cfg.motion.width)
-        cascade = CutCascade(fps, cfg.cuts)
+        cascade = CutCascade(fps, cfg.cuts, timestamps=True)
         sampler = MotionSampler(fps, cfg.motion.fps, cfg.motion.method) if motion else None
         pts: list[int] = []
         times: list[float] = []
@@ -62,7 +62,7 @@ def analyze_video(source: str, cfg, motion: bool = True) -> VideoAnalysis:
                 info.rotation = decode.frame_rotation(df.frame)
             t = df.time if not times else max(df.time, times[-1] + 1e-6)
             bgr, grey = decode.to_bgr_grey(df.frame, aw, ah)
-            cascade.push(df.index, bgr, grey)
+            cascade.push(df.index, bgr, grey, t - (times[0] if times else t))
             if sampler is not None and sampler.wants(t - times[0] if times else 0.0):
                 sampler.push(df.index, t - (times[0] if times else t),
                              decode.motion_grey(df.frame, grey, (aw, ah), (mw, mh)))
@@ -75,8 +75,8 @@ def analyze_video(source: str, cfg, motion: bool = True) -> VideoAnalysis:
         raise decode.TooShort(
             f"{source} has only {n} decodable frame(s); at least limits.min_frames "
             f"({cfg.limits.min_frames}) are needed for a clip")
-    cuts = cascade.result(n)
     t = np.asarray(times, dtype=np.float64) - times[0]
+    cuts = cascade.result(n, t)
     # Average rate actually decoded: equals the header rate for constant-rate files and is
     # right for variable-rate ones whose header claims more frames than they hold.
     if n > 1 and t[-1] > 0:

@@ -23,7 +23,7 @@ import numpy as np
 from transforms import decode
 from transforms.analyze import VideoAnalysis, video_id_for
 from transforms.cuts.base import Boundaries
-from transforms.cuts.cascade import CutCascade, CutResult, scenes_from
+from transforms.cuts.cascade import CutCascade, CutResult, timed_scenes
 from transforms.cuts.fades import merge_ranges
 from transforms.motion import MotionPair, MotionSampler
 
@@ -110,7 +110,7 @@ def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, m
     info = index.info
     aw, ah = decode.scaled_size(info.width, info.height, cfg.analysis.width)
     mw, mh = decode.scaled_size(info.width, info.height, cfg.motion.width)
-    cascade = CutCascade(fps, cfg.cuts)
+    cascade = CutCascade(fps, cfg.cuts, timestamps=True)
     sampler = MotionSampler(fps, cfg.motion.fps, cfg.motion.method) if motion else None
     global_of: list[int] = []  # local position -> global frame number
     stats: dict = {}
@@ -130,7 +130,7 @@ def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, m
             local = len(global_of)
             global_of.append(g)
             bgr, grey = decode.to_bgr_grey(df.frame, aw, ah)
-            cascade.push(local, bgr, grey)
+            cascade.push(local, bgr, grey, float(times[g]))
             if sampler is not None and sampler.wants(times[g]):
                 sampler.push(g, float(times[g]), decode.motion_grey(df.frame, grey, (aw, ah), (mw, mh)))
     m = len(global_of)
@@ -165,8 +165,7 @@ def merge_segments(source: str, cfg, index: VideoIndex, results: list[SegmentRes
     cuts = sorted({c for r in results for c in r.cuts})
     gaps = merge_ranges([g for r in results for g in r.gaps])
     pairs = sorted({(a, b): s for r in results for a, b, s in r.motion}.items())
-    min_len = max(1, int(round(cfg.cuts.min_scene_s * fps)))
-    scenes = scenes_from(n, cuts, gaps, cfg.cuts.boundary_margin_frames, min_len)
+    scenes = timed_scenes(n, cuts, gaps, cfg.cuts.boundary_margin_frames, cfg.cuts.min_scene_s, index.times, fps)
     events = [("cut", c, c) for c in cuts] + [("gap", a, b) for a, b in gaps]
     info = dataclasses.replace(index.info, rotation=results[0].rotation if results else 0)
     errors = sum(r.decode_errors for r in results)

@@ -47,33 +47,49 @@ def scenes_from(num_frames: int, cuts: list[int], gaps: list[tuple[int, int]],
     return scenes
 
 
+def timed_scenes(num_frames: int, cuts: list[int], gaps: list[tuple[int, int]], margin: int,
+                 min_scene_s: float, times, fps: float) -> list[tuple[int, int]]:
+    """:func:`scenes_from` with the shortest scene measured on presentation ``times`` (a scene
+    ``[a, e)`` lasts from frame a's time to frame e's, or one frame past the last)."""
+    scenes = scenes_from(num_frames, cuts, gaps, margin, 1)
+    if not num_frames:
+        return scenes
+    t = np.asarray(times, np.float64)
+    end = np.append(t, t[-1] + 1.0 / (fps or 25.0))
+    return [(a, e) for a, e in scenes if end[e] - end[a] >= min_scene_s - 1e-4]
+
+
 class CutCascade(FrameDetector):
     name = "cascade"
 
-    def __init__(self, fps: float, cfg):
-        """``cfg``: a :class:`pipeline.config.CutsConfig`."""
+    def __init__(self, fps: float, cfg, timestamps: bool = False):
+        """``cfg``: a :class:`pipeline.config.CutsConfig`. ``timestamps``: every ``push`` gives
+        the frame's presentation time and the shortest scene (``cuts.min_scene_s``) is measured
+        on it (variable-frame-rate files); else on frame numbers at ``fps``."""
         self.fps = fps if fps > 0 else 25.0
         self.cfg = cfg
+        self.timestamps = timestamps
         if cfg.detector == "transnetv2":
             from transforms.cuts.transnet import TransNetV2Detector
 
             self.frame_level: FrameDetector = TransNetV2Detector(cfg.transnetv2_threshold)
         else:
             self.frame_level = PySceneDetectLevel(
-                self.fps, 1, cfg.detector, cfg.threshold, cfg.adaptive_threshold, cfg.min_scene_s)
+                self.fps, 1, cfg.detector, cfg.threshold, cfg.adaptive_threshold, cfg.min_scene_s, timestamps)
         # Also collects the per-frame luma and lag-1 change used by fades and localisation.
         self.gradual = GradualTransitionDetector(
             self.fps, tuple(cfg.cascade_strides), cfg.cascade_threshold, cfg.detector,
-            cfg.min_scene_s, cfg.max_transition_s)
+            cfg.min_scene_s, cfg.max_transition_s, timestamps=timestamps)
 
-    def push(self, index: int, frame_bgr: np.ndarray, grey: np.ndarray | None = None) -> None:
-        """``grey``: the frame's luma at the same size when the caller has it (saves a conversion)."""
+    def push(self, index: int, frame_bgr: np.ndarray, grey: np.ndarray | None = None, t: float | None = None) -> None:
+        """``grey``: the frame's luma at the same size when the caller has it (saves a conversion);
+        ``t``: its presentation time in seconds from the first frame."""
         hsv = to_hsv(frame_bgr)
         if isinstance(self.frame_level, PySceneDetectLevel):
-            self.frame_level.push(index, frame_bgr, hsv)
+            self.frame_level.push(index, frame_bgr, hsv, t)
         else:
             self.frame_level.push(index, frame_bgr)
-        self.gradual.push(index, frame_bgr, hsv, grey)
+        self.gradual.push(index, frame_bgr, hsv, grey, t)
 
     def finish(self, num_frames: int) -> Boundaries:
         hard = self.frame_level.finish(num_frames)
@@ -84,9 +100,15 @@ class CutCascade(FrameDetector):
         grad = self.gradual.finish(num_frames, hard.cuts, hard.gaps + fades)
         return hard.merge(fade_b).merge(grad)
 
-    def result(self, num_frames: int) -> CutResult:
+    def result(self, num_frames: int, times: np.ndarray | None = None) -> CutResult:
+        """``times``: every frame's presentation time (from 0): the shortest scene is measured
+        on them; else in frames at ``fps``."""
         b = self.finish(num_frames)
         gaps = merge_ranges(b.gaps)
-        min_len = max(1, int(round(self.cfg.min_scene_s * self.fps)))
-        scenes = scenes_from(num_frames, b.cuts, gaps, self.cfg.boundary_margin_frames, min_len)
+        if times is not None and len(times) == num_frames:
+            scenes = timed_scenes(num_frames, b.cuts, gaps, self.cfg.boundary_margin_frames, self.cfg.min_scene_s,
+                                  times, self.fps)
+        else:
+            min_len = max(1, int(round(self.cfg.min_scene_s * self.fps)))
+            scenes = scenes_from(num_frames, b.cuts, gaps, self.cfg.boundary_margin_frames, min_len)
         return CutResult(scenes, b.cuts, gaps, b.events)

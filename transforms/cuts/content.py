@@ -50,15 +50,29 @@ class HsvAdaptiveDetector(_HsvScore, AdaptiveDetector):
     pass
 
 
+# Timecodes given to PySceneDetect on a timestamp clock: microseconds (exact for every real frame
+# rate); the shortest scene is measured on it less this slack, so float rounding of a constant
+# rate's timestamps never turns 10 frames of 40 ms into 399,999 us.
+TICKS_PER_S = 1_000_000
+SLACK_TICKS = 100
+
+
 class PySceneDetectLevel(FrameDetector):
     def __init__(self, fps: float, stride: int = 1, kind: str = "content", threshold: float = 27.0,
-                 adaptive_threshold: float = 3.0, min_scene_s: float = 0.4):
+                 adaptive_threshold: float = 3.0, min_scene_s: float = 0.4, timestamps: bool = False):
+        """``timestamps``: frames come with their presentation time (``push(..., t=)``) and
+        ``min_scene_s`` is measured on it, so it means the same in a variable-frame-rate file;
+        otherwise on frame numbers at ``fps``."""
         self.fps = fps if fps > 0 else 25.0
         self.stride = stride
         self.kind = kind
         self.name = f"{kind}@1/{stride}"
-        # min_scene_len is in (source) frames: frame numbers we pass are source frame numbers.
-        min_len = max(1, int(round(min_scene_s * self.fps)))
+        self.timestamps = timestamps
+        self._index_of: dict[int, int] = {}  # timestamp tick -> frame number
+        if timestamps:
+            min_len = max(1, int(round(min_scene_s * TICKS_PER_S)) - SLACK_TICKS)
+        else:  # in (source) frames: the frame numbers we pass are source frame numbers
+            min_len = max(1, int(round(min_scene_s * self.fps)))
         if kind == "adaptive":
             self._det = HsvAdaptiveDetector(adaptive_threshold=adaptive_threshold, min_scene_len=min_len)
         else:
@@ -70,24 +84,38 @@ class PySceneDetectLevel(FrameDetector):
         self.scores: dict[int, float] = {}
         self._last_index = 0
 
-    def _tc(self, index: int) -> FrameTimecode:
-        return FrameTimecode(index, fps=self.fps)
+    def _tc(self, index: int, t: float | None = None) -> FrameTimecode:
+        if not self.timestamps:
+            return FrameTimecode(index, fps=self.fps)
+        tick = int(round((t if t is not None else index / self.fps) * TICKS_PER_S))
+        self._index_of.setdefault(tick, index)
+        return FrameTimecode(tick, fps=float(TICKS_PER_S))
 
-    def push(self, index: int, frame_bgr: np.ndarray, hsv: np.ndarray | None = None) -> None:
-        """Feed a frame; ``hsv`` is its :func:`to_hsv` when the caller already has it."""
+    def _frame(self, tc: FrameTimecode) -> int:
+        n = int(tc.frame_num)
+        if not self.timestamps:
+            return n
+        if n in self._index_of:
+            return self._index_of[n]
+        ticks = np.fromiter(self._index_of, dtype=np.int64)  # not one we gave: the nearest frame
+        return self._index_of[int(ticks[np.argmin(np.abs(ticks - n))])]
+
+    def push(self, index: int, frame_bgr: np.ndarray, hsv: np.ndarray | None = None, t: float | None = None) -> None:
+        """Feed a frame; ``hsv`` is its :func:`to_hsv` when the caller already has it; ``t`` its
+        presentation time in seconds (with ``timestamps``)."""
         if index % self.stride:
             return
-        self._last_index = index
+        self._last_index, self._last_t = index, t
         if hsv is None:
             hsv = to_hsv(frame_bgr)
-        for tc in self._det.process_frame(self._tc(index), hsv):
-            self.cut_frames.append(int(tc.frame_num))
+        for tc in self._det.process_frame(self._tc(index, t), hsv):
+            self.cut_frames.append(self._frame(tc))
         score = getattr(self._det, "_frame_score", None)
         if score is not None:
             self.scores[index] = float(score)
 
     def finish(self, num_frames: int) -> Boundaries:
-        for tc in self._det.post_process(self._tc(self._last_index)):
-            self.cut_frames.append(int(tc.frame_num))
+        for tc in self._det.post_process(self._tc(self._last_index, getattr(self, "_last_t", None))):
+            self.cut_frames.append(self._frame(tc))
         cuts = sorted(c for c in set(self.cut_frames) if 0 < c < num_frames)
         return Boundaries(cuts=cuts, events=[(self.name, c, c) for c in cuts])

@@ -46,10 +46,10 @@ class GradualTransitionDetector(FrameDetector):
 
     def __init__(self, fps: float, strides: tuple[int, ...], threshold: float = 35.0,
                  kind: str = "content", min_scene_s: float = 0.4, max_transition_s: float = 2.5,
-                 min_betweenness: float = 0.95, join_betweenness: float = 0.85):
+                 min_betweenness: float = 0.95, join_betweenness: float = 0.85, timestamps: bool = False):
         self.fps = fps if fps > 0 else 25.0
         self.levels = [PySceneDetectLevel(self.fps, s, "content" if kind == "transnetv2" else kind,
-                                          threshold=threshold, min_scene_s=min_scene_s)
+                                          threshold=threshold, min_scene_s=min_scene_s, timestamps=timestamps)
                        for s in strides if s > 1]
         self.max_transition = max(2, int(round(max_transition_s * self.fps)))
         self.min_betweenness = min_betweenness
@@ -64,7 +64,7 @@ class GradualTransitionDetector(FrameDetector):
         self.candidates: list[tuple[int, int, float]] = []  # (window start, window end, betweenness)
 
     def push(self, index: int, frame_bgr: np.ndarray, hsv: np.ndarray | None = None,
-             grey: np.ndarray | None = None) -> None:
+             grey: np.ndarray | None = None, t: float | None = None) -> None:
         if grey is None:
             grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
         mean, std = cv2.meanStdDev(grey)
@@ -75,7 +75,7 @@ class GradualTransitionDetector(FrameDetector):
         self._ring.append((index, grey))
         for level in self.levels:
             before = len(level.cut_frames)
-            level.push(index, frame_bgr, hsv)
+            level.push(index, frame_bgr, hsv, t)
             for c in level.cut_frames[before:]:
                 self._check(c - level.stride, c)
 
