@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     # Worker processes' start-up warnings are relayed here; they are kept in <output>/logs.
     logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
     if args.command == "run":
-        from pipeline.run import beam_flags, run
+        from pipeline.options import beam_flags
+        from pipeline.run import run
 
         try:
             extra = beam_flags(extra)
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if extra and args.command != "filter":
         parser.error(f"unexpected argument(s): {' '.join(extra)}")
-    from pipeline.run import beam_flags
+    from pipeline.options import beam_flags
 
     try:
         extra = beam_flags(extra)

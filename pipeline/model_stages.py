@@ -208,7 +208,8 @@ class FuseHandler(StageHandler):
         return Loaded(*load_llm(name, gguf, self.cfg.caption.device, self.cfg.caption.cache_dir))
 
     def predict(self, elements, model):
-        from transforms.captions import endpoint_fuse, llm_fuse
+        from transforms.captions import llm_fuse
+        from transforms.endpoint import endpoint_fuse
 
         f = self.cfg.caption.fuser
         todo = [e for e in elements if sum(1 for c in e.get("candidates", []) if c["text"]) >= 1]
@@ -408,7 +409,7 @@ def preflight(cfg, stages) -> None:
         if "vlm" in c.captioners:
             _hf_resolve(c.vlm_model, "multi-frame captioner", c.cache_dir)
         if c.fuser.backend == "openai":
-            from transforms.captions import check_endpoint_secret
+            from transforms.endpoint import check_endpoint_secret
 
             check_endpoint_secret(c.fuser.endpoint, os.environ.get(c.fuser.api_key_env))
         if c.fuser.backend == "transformers":

@@ -15,7 +15,8 @@ import shutil
 import apache_beam as beam
 
 from pipeline import beam_pipeline, rundir, schemas
-from pipeline.run import execute, pipeline_options, read_table, summarize, write_summary
+from pipeline.options import pipeline_options
+from pipeline.run import execute, publish, read_table, summarize
 from transforms.filters import STAGE_COLUMNS, apply_filters, percentile_columns, percentile_thresholds
 
 log = logging.getLogger(__name__)
@@ -89,33 +90,26 @@ def refilter(run_dir: str, output: str, cfg, where: str | None = None, beam_args
     stages = source_stages(run_dir)
     rundir.claim(output)
     with rundir.locked(output):
-        return _refilter_claimed(run_dir, output, cfg, where, beam_args, gen_in, rows, stages)
+        generation = rundir.new_generation(output)
+        shutil.copytree(os.path.join(gen_in, "videos"), os.path.join(generation, "videos"))
+        old_errors = read_table(gen_in, "errors")
+        old_errors = old_errors.to_pylist() if old_errors is not None else []
+        old_shards = os.path.join(gen_in, "shards")
+        log.info("vidcurate filter: %d clips, %d kept -> %s", len(rows), sum(r["keep"] for r in rows), output)
+        n_videos = len({r["video_id"] for r in rows})
 
+        def build(p):
+            clips = p | "Clips" >> beam.Create(rows)
+            out = clips | "Materialise" >> beam_pipeline.MaterialiseClips(cfg, output, old_shards, dest=generation)
+            shards = beam_pipeline.table_shards(n_videos, cfg)
+            beam_pipeline.write_table(out["clips"], os.path.join(generation, "clips", "part"), schemas.clips_schema(),
+                                      shards["clips"], "Clips")
+            errors = (p | "OldErrors" >> beam.Create(old_errors), out["errors"]) | "AllErrors" >> beam.Flatten()
+            beam_pipeline.write_table(errors, os.path.join(generation, "errors", "part"), schemas.ERRORS, 1, "Errors")
 
-def _refilter_claimed(run_dir, output, cfg, where, beam_args, gen_in, rows, stages) -> dict:
-    generation = rundir.new_generation(output)
-    shutil.copytree(os.path.join(gen_in, "videos"), os.path.join(generation, "videos"))
-    old_errors = read_table(gen_in, "errors")
-    old_errors = old_errors.to_pylist() if old_errors is not None else []
-    old_shards = os.path.join(gen_in, "shards")
-    log.info("vidcurate filter: %d clips, %d kept -> %s", len(rows), sum(r["keep"] for r in rows), output)
-    n_videos = len({r["video_id"] for r in rows})
-
-    def build(p):
-        clips = p | "Clips" >> beam.Create(rows)
-        out = clips | "Materialise" >> beam_pipeline.MaterialiseClips(cfg, output, old_shards, dest=generation)
-        shards = beam_pipeline.table_shards(n_videos, cfg)
-        beam_pipeline.write_table(out["clips"], os.path.join(generation, "clips", "part"), schemas.clips_schema(),
-                                  shards["clips"], "Clips")
-        errors = (p | "OldErrors" >> beam.Create(old_errors), out["errors"]) | "AllErrors" >> beam.Flatten()
-        beam_pipeline.write_table(errors, os.path.join(generation, "errors", "part"), schemas.ERRORS, 1, "Errors")
-
-    wall = execute(generation, pipeline_options(cfg, beam_args or []), set(), build, progress_dir=output)
-    summary = summarize(generation, cfg, ["filter"], wall, n_videos, False)
-    summary["source_stages"] = stages
-    summary["filtered_from"] = run_dir
-    summary["where"] = where
-    write_summary(generation, summary)
-    rundir.switch(output, generation)
-    beam_pipeline.cleanup_staging(output)
-    return summary
+        wall = execute(generation, pipeline_options(cfg, beam_args or []), set(), build, progress_dir=output)
+        summary = summarize(generation, cfg, ["filter"], wall, n_videos, False)
+        summary["source_stages"] = stages
+        summary["filtered_from"] = run_dir
+        summary["where"] = where
+        return publish(output, generation, summary)

@@ -17,6 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import balance, beam_pipeline, resume, rundir
 from pipeline.inputs import expand_inputs
+from pipeline.options import pipeline_options
 from transforms.analyze import video_id_for
 
 log = logging.getLogger(__name__)
@@ -33,57 +34,6 @@ def parse_stages(text: str | None) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(ALL_STAGES)}")
     return stages
-
-
-def profile_args(cfg, profile: str | None) -> list[str]:
-    if not profile:
-        return []
-    if profile not in cfg.runner.profiles:
-        known = ", ".join(sorted(cfg.runner.profiles)) or "none defined"
-        raise ValueError(f"unknown --profile {profile!r}; beam_config.yaml runner.profiles has: {known}")
-    flags = list(cfg.runner.profiles[profile])
-    placeholders = [f for f in flags if any(w in f for w in ("JOB_HOST", "JOB_SERVER", "GCP_PROJECT", "BUCKET"))]
-    if placeholders:
-        log.warning("profile %r still has placeholder values (%s): set them in your config or on the "
-                    "command line", profile, " ".join(placeholders))
-    return flags
-
-
-def beam_flags(extra: list[str]) -> list[str]:
-    """Beam options as ``--flag=value``: accepts ``--flag value`` too, as Beam does. A bare word
-    that follows no flag is an error."""
-    out: list[str] = []
-    i = 0
-    while i < len(extra):
-        arg = extra[i]
-        if not arg.startswith("--"):
-            raise ValueError(f"unexpected argument {arg!r} (Beam options look like --runner=PortableRunner "
-                             "or --runner PortableRunner)")
-        if "=" not in arg and i + 1 < len(extra) and not extra[i + 1].startswith("--"):
-            out.append(f"{arg}={extra[i + 1]}")
-            i += 2
-            continue
-        out.append(arg)
-        i += 1
-    return out
-
-
-def pipeline_options(cfg, beam_args: list[str], profile: str | None = None) -> PipelineOptions:
-    """Config runner defaults, then the chosen profile, overridden by any Beam flag given on
-    the command line (the last occurrence of a flag wins)."""
-    args = profile_args(cfg, profile) + beam_flags(list(beam_args))
-    given = " ".join(args)
-    if "--runner" not in given:
-        args.append(f"--runner={cfg.runner.runner}")
-    runner = next((a.split("=", 1)[1] for a in reversed(args) if a.startswith("--runner=")), cfg.runner.runner)
-    if runner in ("FnApiRunner", "DirectRunner"):
-        if "--direct_running_mode" not in given:
-            args.append(f"--direct_running_mode={cfg.runner.direct_running_mode}")
-        mode = next((a.split("=", 1)[1] for a in reversed(args) if a.startswith("--direct_running_mode=")), "")
-        if "--direct_num_workers" not in given:
-            workers = 1 if mode == "in_memory" else (cfg.runner.direct_num_workers or os.cpu_count() or 1)
-            args.append(f"--direct_num_workers={workers}")
-    return PipelineOptions(args)
 
 
 @contextlib.contextmanager
@@ -188,52 +138,43 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
         raise ValueError(f"no videos found at {input_spec!r} (looked for {', '.join(cfg.input.extensions)})")
     rundir.claim(output)
     with rundir.locked(output):
-        return _run_claimed(output, sources, cfg, stage_list, no_clips, beam_args, force, profile,
-                            len(listed), duplicates, len(inside))
+        key = resume.run_key(sources, cfg, no_clips, stage_list)
+        ids = {video_id_for(s): s for s in sources}
+        if force:
+            for table in (resume.ANALYSIS_DIR, resume.STAGING_DIR):
+                shutil.rmtree(os.path.join(output, table), ignore_errors=True)
+        done = resume.load_records(output, resume.analysis_key(cfg), ids, cfg.input.max_attempts)
+        finished = rundir.current(output)
+        if finished and not force and len(done) == len(ids):
+            with open(os.path.join(finished, "summary.json"), encoding="utf-8") as fh:
+                previous = json.load(fh)
+            if previous.get("run_key") == key:
+                log.info("vidcurate: %s already holds this finished run (same inputs, content and config); "
+                         "use --force to redo it", output)
+                return previous
+        stale = resume.clean_stale(output)
+        if {"ocr", "clip", "caption"} & set(stage_list):  # fail fast, before any video is processed
+            from pipeline.model_stages import preflight
 
-
-def _run_claimed(output, sources, cfg, stage_list, no_clips, beam_args, force, profile,
-                 listed: int, duplicates: int, inside: int) -> dict:
-    key = resume.run_key(sources, cfg, no_clips, stage_list)
-    ids = {video_id_for(s): s for s in sources}
-    if force:
-        for table in (resume.ANALYSIS_DIR, resume.STAGING_DIR):
-            shutil.rmtree(os.path.join(output, table), ignore_errors=True)
-    done = resume.load_records(output, resume.analysis_key(cfg), ids, cfg.input.max_attempts)
-    finished = rundir.current(output)
-    if finished and not force and len(done) == len(ids):
-        with open(os.path.join(finished, "summary.json"), encoding="utf-8") as fh:
-            previous = json.load(fh)
-        if previous.get("run_key") == key:
-            log.info("vidcurate: %s already holds this finished run (same inputs, content and config); "
-                     "use --force to redo it", output)
-            return previous
-    stale = resume.clean_stale(output)
-    if {"ocr", "clip", "caption"} & set(stage_list):  # fail fast, before any video is processed
-        from pipeline.model_stages import preflight
-
-        preflight(cfg, stage_list)
-    generation = rundir.new_generation(output)
-    todo = [s for vid, s in ids.items() if vid not in done]
-    log.info("vidcurate: %d input(s) -> %s (stages: %s%s)%s", len(sources), output, ",".join(stage_list),
-             ", analysis only" if no_clips else "",
-             f"; resuming: {len(done)} already analysed, {stale} stale temp file(s) removed" if done or stale else "")
-    options = pipeline_options(cfg, beam_args or [], profile)
-    workers = balance.local_workers(options)
-    wall = execute(generation, options, set(ids), progress_dir=output,
-                   build=lambda p: beam_pipeline.build(p, todo, output, cfg, write_media=not no_clips,
-                                                       done=list(done.values()), stages=stage_list,
-                                                       workers=workers, dest=generation))
-    summary = summarize(generation, cfg, stage_list, wall, len(sources), no_clips)
-    summary["run_key"] = key
-    summary["resumed_videos"] = len(done)
-    summary["inputs_listed"] = listed
-    summary["inputs_duplicate"] = duplicates
-    summary["inputs_inside_output"] = inside
-    write_summary(generation, summary)
-    rundir.switch(output, generation)
-    beam_pipeline.cleanup_staging(output)
-    return summary
+            preflight(cfg, stage_list)
+        generation = rundir.new_generation(output)
+        todo = [s for vid, s in ids.items() if vid not in done]
+        log.info("vidcurate: %d input(s) -> %s (stages: %s%s)%s", len(sources), output, ",".join(stage_list),
+                 ", analysis only" if no_clips else "",
+                 f"; resuming: {len(done)} already analysed, {stale} stale temp file(s) removed" if done or stale else "")
+        options = pipeline_options(cfg, beam_args or [], profile)
+        workers = balance.local_workers(options)
+        wall = execute(generation, options, set(ids), progress_dir=output,
+                       build=lambda p: beam_pipeline.build(p, todo, output, cfg, write_media=not no_clips,
+                                                           done=list(done.values()), stages=stage_list,
+                                                           workers=workers, dest=generation))
+        summary = summarize(generation, cfg, stage_list, wall, len(sources), no_clips)
+        summary["run_key"] = key
+        summary["resumed_videos"] = len(done)
+        summary["inputs_listed"] = len(listed)
+        summary["inputs_duplicate"] = duplicates
+        summary["inputs_inside_output"] = len(inside)
+        return publish(output, generation, summary)
 
 
 def execute(generation: str, options: PipelineOptions, video_ids: set[str], build,
@@ -247,6 +188,15 @@ def execute(generation: str, options: PipelineOptions, video_ids: set[str], buil
         with beam.Pipeline(options=options) as p:
             build(p)
     return time.time() - t0
+
+
+def publish(output: str, generation: str, summary: dict) -> dict:
+    """Finish a run of ``run`` or ``filter``: the generation's summary.json (its completion
+    mark), then the switch of the run directory to it, then staged media go."""
+    write_summary(generation, summary)
+    rundir.switch(output, generation)
+    beam_pipeline.cleanup_staging(output)
+    return summary
 
 
 def write_summary(output: str, summary: dict) -> dict:

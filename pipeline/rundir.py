@@ -66,7 +66,7 @@ def is_run(path: str) -> bool:
     return os.path.isfile(os.path.join(path, MARKER))
 
 
-def claim(output: str, inputs_inside: bool = False) -> None:
+def claim(output: str) -> None:
     """Make ``output`` a run directory, or check that it is one. Refuses a non-empty directory
     vidcurate did not create (its files are the user's), and a file."""
     if os.path.exists(output) and not os.path.isdir(output):

@@ -193,7 +193,7 @@ def _server():
 
 
 def test_openai_key_only_over_https_or_loopback_and_not_across_redirects():
-    from transforms.captions import endpoint_fuse, secret_allowed
+    from transforms.endpoint import endpoint_fuse, secret_allowed
 
     assert secret_allowed("https://api.example.com/v1") and secret_allowed("http://127.0.0.1:8000/v1")
     assert secret_allowed("http://localhost:8000/v1") and secret_allowed("http://[::1]:8000/v1")
@@ -460,7 +460,7 @@ def test_a_damaged_staged_clip_is_encoded_again(tmp_path):
 
 def test_beam_options_with_a_space_are_accepted(tmp_path):
     from pipeline.cli import main
-    from pipeline.run import beam_flags
+    from pipeline.options import beam_flags
 
     assert beam_flags(["--runner", "PortableRunner", "--job_endpoint=embed", "--save_main_session",
                        "--environment_type", "LOOPBACK"]) == [

@@ -231,7 +231,8 @@ def test_openai_compatible_endpoint_fusion(models):
 
     import torch
 
-    from transforms.captions import endpoint_fuse, load_llm
+    from transforms.captions import load_llm
+    from transforms.endpoint import endpoint_fuse
 
     model, tokenizer = load_llm(models["llm"])
     seen = []

@@ -172,9 +172,7 @@ def decode_problem(a: VideoAnalysis) -> tuple[str, str] | None:
 
 
 def no_shot_reason(a: VideoAnalysis) -> str:
-    gap = sum(e - s for s, e in a.cuts.gaps)
-    if a.cuts.scenes:
-        return f"{a.source}: no clip could be planned from {len(a.cuts.scenes)} shot(s)"
+    gap = sum(e - s for s, e in a.cuts.gaps)  # every scene gives a clip: here there is none
     if gap >= a.num_frames - 1:
         return (f"{a.source}: all {a.num_frames} frames are black, fades or transitions (cuts.fade_black_level, "
                 "cuts.max_transition_s); no shot to cut a clip from")

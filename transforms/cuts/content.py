@@ -8,6 +8,8 @@ into a jump it can see; such candidates are confirmed and located by ``gradual.p
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import cv2
 import numpy as np
 from scenedetect import AdaptiveDetector, ContentDetector
@@ -68,7 +70,11 @@ class PySceneDetectLevel(FrameDetector):
         self.kind = kind
         self.name = f"{kind}@1/{stride}"
         self.timestamps = timestamps
-        self._index_of: dict[int, int] = {}  # timestamp tick -> frame number
+        # Timestamp tick -> frame number of the frames PySceneDetect may still report (it reports
+        # a cut at most a flash-filter window after the frame): the recent ones only.
+        self._index_of: OrderedDict[int, int] = OrderedDict()
+        self._last_t: float | None = None
+        self._recent = 4096 + int(min_scene_s * 480)  # the window, twice over, up to 240 fps
         if timestamps:
             min_len = max(1, int(round(min_scene_s * TICKS_PER_S)) - SLACK_TICKS)
         else:  # in (source) frames: the frame numbers we pass are source frame numbers
@@ -89,6 +95,8 @@ class PySceneDetectLevel(FrameDetector):
             return FrameTimecode(index, fps=self.fps)
         tick = int(round((t if t is not None else index / self.fps) * TICKS_PER_S))
         self._index_of.setdefault(tick, index)
+        if len(self._index_of) > self._recent:
+            self._index_of.popitem(last=False)
         return FrameTimecode(tick, fps=float(TICKS_PER_S))
 
     def _frame(self, tc: FrameTimecode) -> int:
@@ -115,7 +123,7 @@ class PySceneDetectLevel(FrameDetector):
             self.scores[index] = float(score)
 
     def finish(self, num_frames: int) -> Boundaries:
-        for tc in self._det.post_process(self._tc(self._last_index, getattr(self, "_last_t", None))):
+        for tc in self._det.post_process(self._tc(self._last_index, self._last_t)):
             self.cut_frames.append(self._frame(tc))
         cuts = sorted(c for c in set(self.cut_frames) if 0 < c < num_frames)
         return Boundaries(cuts=cuts, events=[(self.name, c, c) for c in cuts])
