@@ -94,10 +94,7 @@ def one_thread_per_worker() -> None:
 
 def finish_video(output: str | None, key: str, row: dict, clips: list[dict], error: dict | None):
     """Write the video's completion record (last), then emit its outputs."""
-    record = {"video": dict(row, attempts=1), "clips": clips, "error": error}
-    if output:
-        record = resume.write_record(output, key, row, clips, error)
-    yield from emit_record(record)
+    yield from emit_record(finish_record(output, key, row, clips, error))
 
 
 SEGMENTS = "segments"
@@ -145,6 +142,7 @@ class PlanSegmentsFn(beam.DoFn):
 
 
 def finish_record(output, key, row, clips, error) -> dict:
+    """The video's record (written, with its attempt count, when there is an output)."""
     if output:
         return resume.write_record(output, key, row, clips, error)
     return {"video": dict(row, attempts=1), "clips": clips, "error": error}
@@ -540,13 +538,12 @@ def build(p: beam.Pipeline, sources: list[str], output: str, cfg, write_media: b
     clips = analysed[CLIPS] | "Filter" >> FilterClips(cfg)
     error_parts = [analysed[ERRORS]]
     if any(s in stages for s in ("ocr", "clip", "caption")):
-        from pipeline.model_stages import ScoreModels
+        from pipeline.model_stages import MODEL_STAGES, ScoreModels
 
         # Cheap filters ran above; the model stages score what survived them (cheapest first,
         # re-filtering after each), then every filter, percentiles included, runs again.
         scored = clips | "Models" >> ScoreModels(cfg, stages)
-        model_stages = [s for s in ("ocr", "clip", "caption") if s in stages]
-        clips = scored["clips"] | "FilterAfterModels" >> FilterClips(cfg, model_stages)
+        clips = scored["clips"] | "FilterAfterModels" >> FilterClips(cfg, [s for s in MODEL_STAGES if s in stages])
         error_parts.append(scored["errors"])
     if write_media:
         out = clips | "Materialise" >> MaterialiseClips(cfg, output, workers=workers, dest=dest)
