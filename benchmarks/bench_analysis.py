@@ -13,7 +13,7 @@ Composites are built once with the ``ffmpeg`` command into ``benchmarks/.cache``
 Cases, measured in the same run, interleaved, each repeated; medians are quoted:
   * floor: ``ffmpeg -threads 2 -i X -f null -`` over all files (decode only);
   * PyAV decode-only of the same files (one decoder thread);
-  * analyse in-process: ``analyze_video`` (probe + cuts cascade + motion) file by file, one
+  * analyze in-process: ``analyze_video`` (probe + cuts cascade + motion) file by file, one
     process (its CPU seconds are the work the whole command spreads over its workers);
   * ``vidcurate run --no-clips`` (whole command: Beam start-up, 2 workers, tables), with the
     CPU seconds of the driver and of each worker process (read from /proc while it runs);
@@ -79,7 +79,7 @@ def pyav_floor(files):
                 pass
 
 
-def analyse_in_process(files):
+def analyze_in_process(files):
     import cv2
 
     from pipeline.config import Config
@@ -205,7 +205,7 @@ def main() -> int:
         cpu[name] = {}
         cases[(name, "ffmpeg_decode_floor")] = lambda files=files: ffmpeg_floor(files)
         cases[(name, "pyav_decode_one_thread")] = lambda files=files: pyav_floor(files)
-        cases[(name, "analyze_in_process")] = lambda files=files: analyse_in_process(files)
+        cases[(name, "analyze_in_process")] = lambda files=files: analyze_in_process(files)
         cases[(name, "vidcurate_run_no_clips")] = lambda d=d, c=cpu[name]: run_command(d, ["--no-clips"], c)
         if name == "shared":
             cases[(name, "vidcurate_run_full")] = lambda d=d: run_command(d, [])

@@ -178,7 +178,7 @@ def main() -> int:
             "errors": summary["errors"]["total"], "clips": summary["clips"]["total"],
             "worker_rss_mb_middle_third_max": early, "worker_rss_mb_last_third_max": late,
             **sampler.summary(),
-            "progress_lines": [ln for ln in log.splitlines() if "analysed" in ln][:20],
+            "progress_lines": [ln for ln in log.splitlines() if "analyzed" in ln][:20],
             "rss_series": series[:: max(1, len(series) // 60)],
         }
         print({k: v for k, v in results["soak"].items() if k != "rss_series"}, flush=True)

@@ -57,7 +57,7 @@ def config(stages, aesthetic_head):
 
     return with_changes(
         Config(), runner={"direct_running_mode": "in_memory"},
-        clip={"model": "ViT-L-14", "pretrained": random_weights("ViT-L-14") if "clip" in stages or "caption" in stages else None,
+        clip_model={"model": "ViT-L-14", "pretrained": random_weights("ViT-L-14") if "clip" in stages or "caption" in stages else None,
               "aesthetic_head": aesthetic_head},
         caption={"captioners": ["coca"], "coca_model": "coca_ViT-L-14",
                  "coca_pretrained": random_weights("coca_ViT-L-14") if "caption" in stages else None,
@@ -69,15 +69,17 @@ def bare_times(rows: list[dict], cfg, stages) -> dict[str, float]:
     (key ``<stage>_load``) the model's load time, which the pipeline pays once per worker."""
     import torch
 
-    from pipeline.model_stages import frame_specs, middle_index
-    from transforms.model_frames import read_clip_frames
+    from transforms.captions import middle_index
+    from transforms.clips import read_clips
+    from transforms.rows import ClipRow
+    from transforms.stages import frame_specs
 
-    by_source: dict[str, list[dict]] = {}
+    by_source: dict[str, list] = {}
     for r in rows:
-        by_source.setdefault(r["source"], []).append(r)
+        by_source.setdefault(r["source"], []).append(ClipRow.from_dict(r))
     frames = []
     for source, clips in by_source.items():
-        for _, f, err in read_clip_frames(source, clips, frame_specs(cfg, stages), cfg):
+        for _, _, f, err in read_clips(source, clips, cfg, frame_specs(cfg, stages)):
             if not err:
                 frames.append(f)
     out = {}
@@ -98,9 +100,9 @@ def bare_times(rows: list[dict], cfg, stages) -> dict[str, float]:
         from transforms.clip_embed import load_open_clip, preprocess_clips
 
         t = time.perf_counter()
-        net, preprocess, _ = load_open_clip(cfg.clip.model, cfg.clip.pretrained)
+        net, preprocess, _ = load_open_clip(cfg.clip_model.model, cfg.clip_model.pretrained)
         out["clip_load"] = time.perf_counter() - t
-        b = cfg.clip.batch_size
+        b = cfg.clip_model.batch_size
         pixels = [preprocess_clips(preprocess, [f["clip"] for f in frames[i:i + b]]) for i in range(0, len(frames), b)]
         if "clip" in stages:
             with torch.inference_mode():
@@ -121,7 +123,7 @@ def bare_times(rows: list[dict], cfg, stages) -> dict[str, float]:
             from transforms.captions import clean_caption
             from transforms.clip_embed import embed_images, embed_texts
 
-            tokenizer = load_open_clip(cfg.clip.model, cfg.clip.pretrained)[2]
+            tokenizer = load_open_clip(cfg.clip_model.model, cfg.clip_model.pretrained)[2]
             cpix = [preprocess_clips(preprocess, [f["clip"] for f in frames[i:i + c.batch_size]])
                     for i in range(0, len(frames), c.batch_size)]
             t = time.perf_counter()
@@ -144,12 +146,14 @@ def stage_pipeline_seconds(rows: list[dict], cfg, stage: str) -> float:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline.model_stages import ScoreModels
+    from pipeline.scoring import ScoreModels
+    from transforms.rows import ClipRow
 
     options = PipelineOptions(["--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    typed = [ClipRow.from_dict(r) for r in rows]
     t = time.perf_counter()
     with beam.Pipeline(options=options) as p:
-        scored = p | "Rows" >> beam.Create(rows) | "Stage" >> ScoreModels(cfg, [stage])
+        scored = p | "Rows" >> beam.Create(typed) | "Stage" >> ScoreModels(cfg, ["probe", "cuts", "motion", stage])
         scored["clips"] | "Count" >> beam.combiners.Count.Globally()
     return time.perf_counter() - t
 
@@ -163,7 +167,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     head = str(REPO.parent / "shared" / "weights" / "aesthetic" / "improved_mlp" / "sac+logos+ava1-l14-linearMSE.pth")
     model_stages = [s for s in ("ocr", "clip", "caption") if s in args.stages.split(",")]
-    from pipeline.run import read_table, run
+    from pipeline.run import run
+    from pipeline.tables import read_table
 
     names = sorted(n for n in os.listdir(args.videos) if n.endswith((".mp4", ".webm", ".avi")))
     cfg = config(model_stages, head)

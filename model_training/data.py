@@ -13,8 +13,7 @@ from __future__ import annotations
 import io
 import json
 import math
-import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,7 +29,6 @@ class DataConfig:
     min_motion: float | None = None
     val_samples: int = 8            # held out from the last shard for validation
     caption_key: str = "caption"
-    extra: dict = field(default_factory=dict)
 
 
 def shard_split(urls: list[str], rank: int, world: int) -> list[str]:
@@ -40,19 +38,17 @@ def shard_split(urls: list[str], rank: int, world: int) -> list[str]:
 
 def iter_tar(path: str):
     """Samples of a WebDataset tar as dicts keyed by extension (the key up to the first dot)."""
-    with tarfile.open(path) as tar:
-        sample, key = {}, None
-        for member in tar:
-            if not member.isfile():
-                continue
-            k, _, ext = member.name.partition(".")
-            if key is not None and k != key:
-                yield {"__key__": key, **sample}
-                sample = {}
-            key = k
-            sample[ext] = tar.extractfile(member).read()
-        if key is not None:
+    from transforms.shards import iter_members
+
+    sample, key = {}, None
+    for k, ext, fh in iter_members(path, None):
+        if key is not None and k != key:
             yield {"__key__": key, **sample}
+            sample = {}
+        key = k
+        sample[ext] = fh.read()
+    if key is not None:
+        yield {"__key__": key, **sample}
 
 
 def nearest_bucket(width: int, height: int, buckets) -> tuple[int, int]:

@@ -38,13 +38,13 @@ def encode_shard(path: str, out_dir: str, cfg, ae, text_encoder) -> dict:
     import torch
 
     from model_training.data import iter_tar, prepare
-    from transforms.shards import ShardWriter
+    from transforms.shards import TarWriter
 
     target = os.path.join(out_dir, "latent-" + os.path.basename(path))
     if os.path.exists(target):
         return {"shard": target, "written": 0, "skipped": 0, "existing": True}
     written = skipped = 0
-    with ShardWriter(target) as writer:
+    with TarWriter(target) as writer:
         for raw in iter_tar(path):
             ex = prepare(raw, cfg.data, 0)
             if ex is None or "frames" not in ex:

@@ -35,6 +35,11 @@ def frame_cost(num_frames: float, width: int, height: int) -> float:
     return float(num_frames) * (width * height + PER_FRAME_PIXELS)
 
 
+def segment_cost(seg) -> float:
+    """Analysis cost of a :class:`transforms.segments.Segment`."""
+    return frame_cost(seg.frames, seg.index.info.width, seg.index.info.height)
+
+
 def plan(costs: list[float], workers: int) -> list[int]:
     """Bucket of each item: most expensive first, each to the least loaded bucket."""
     heap = [(0.0, w) for w in range(max(1, workers))]
@@ -55,13 +60,13 @@ MIN_SPLIT_S = 20.0
 
 
 # Cost of a video that is split into segments, in its first step (the demux-only index pass),
-# as a fraction of analysing it whole.
+# as a fraction of analyzing it whole.
 INDEX_PASS_SHARE = 0.03
 
 
 def plan_work(sources: list[str], cfg, workers: int) -> list[tuple[int, tuple[str, float | None]]]:
     """``(bucket, (source, split_s))`` for each input: the worker bucket of its first step, and
-    how to analyse it: segments of ``split_s`` seconds, 0.0 whole, None undecided (an input
+    how to analyze it: segments of ``split_s`` seconds, 0.0 whole, None undecided (an input
     whose header was not read here; the worker reads it).
 
     Costs come from the headers of local files (remote inputs, failures and runs of more than
@@ -72,18 +77,19 @@ def plan_work(sources: list[str], cfg, workers: int) -> list[tuple[int, tuple[st
     """
     from transforms import decode
     from transforms.segments import duration_split
+    from transforms.storage import local_path
 
     infos, costs = [], []
     for s in sources:
-        local = "://" not in s or s.startswith("file://")
+        path = local_path(s)
         info = None
         try:
-            if local and len(sources) <= MAX_PROBED:
+            if path is not None and len(sources) <= MAX_PROBED:
                 info = decode.probe(s)
                 frames = info.num_frames or info.duration_s * (info.fps or 25.0)
                 costs.append(frame_cost(frames, info.width, info.height))
-            elif local:
-                costs.append(float(os.path.getsize(s.removeprefix("file://"))))
+            elif path is not None:
+                costs.append(float(os.path.getsize(path)))
             else:
                 costs.append(1.0)
         except Exception:  # noqa: BLE001 - a broken input becomes an error row quickly: cheap

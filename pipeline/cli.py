@@ -11,6 +11,7 @@ import sys
 
 from pipeline.config import ConfigError, load_config
 from transforms.errors import ModelUnavailable
+from transforms.stages import DEFAULT, NAMES, STAGES
 
 EPILOG = """examples:
   vidcurate run --input examples/videos --output runs/example
@@ -32,9 +33,10 @@ def _run_parser(sub):
                         "(vidcurate never writes into a non-empty directory it did not create)")
     p.add_argument("--config", default=None, help="YAML config (default: the packaged beam_config.yaml)")
     p.add_argument("--stages", default=None,
-                   help="comma list of probe,cuts,motion,ocr,clip,caption (default: probe,cuts,motion)")
+                   help=f"comma list of {','.join(NAMES)} (default: {','.join(DEFAULT)}; "
+                        f"{' and '.join(s.name for s in STAGES if s.required)} always run)")
     p.add_argument("--no-clips", action="store_true",
-                   help="analyse only: write the tables with clip spans and scores, no clip media or shards")
+                   help="analyze only: write the tables with clip spans and scores, no clip media or shards")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value, e.g. --set clips.max_duration_s=5 (repeatable)")
     p.add_argument("--profile", default=None,
@@ -87,19 +89,11 @@ def _floats(text: str) -> list[float]:
 
 def _inspect(args, extra) -> int:
     if args.command == "filter":
-        from pipeline.refilter import refilter, refiltered_rows
+        from pipeline.refilter import dry_run, refilter
 
         cfg = load_config(args.config, args.set)
         if args.dry_run:
-            rows = refiltered_rows(args.run_dir, cfg, args.where)
-            kept = [r for r in rows if r["keep"]]
-            reasons: dict[str, int] = {}
-            for row in rows:
-                for reason in row["reject_reasons"]:
-                    reasons[reason] = reasons.get(reason, 0) + 1
-            print(json.dumps({"clips": len(rows), "kept": len(kept),
-                              "hours_kept": round(sum(r["duration_s"] for r in kept) / 3600, 4),
-                              "reject_reasons": dict(sorted(reasons.items()))}, indent=2))
+            print(json.dumps(dry_run(args.run_dir, cfg, args.where), indent=2))
             return 0
         if not args.output:
             raise ValueError("--output is required (or use --dry-run)")
@@ -107,7 +101,7 @@ def _inspect(args, extra) -> int:
         print(json.dumps({k: summary[k] for k in ("clips", "shards", "wall_seconds")}, indent=2, default=str))
         return 0
     if args.command == "stats":
-        from pipeline.inspect import render_stats, stats, what_if
+        from pipeline.stats import render_stats, stats, what_if
 
         if args.what_if:
             table = what_if(args.run_dir, args.what_if, _floats(args.percents), _floats(args.values), args.top)
@@ -128,7 +122,7 @@ def _inspect(args, extra) -> int:
         print(path)
         return 0
     if args.command == "query":
-        from pipeline.inspect import query
+        from pipeline.stats import query
 
         columns, rows = query(args.run_dir, args.sql)
         if args.json:

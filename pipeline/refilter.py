@@ -14,17 +14,22 @@ import shutil
 
 import apache_beam as beam
 
-from pipeline import beam_pipeline, rundir, schemas
+from pipeline import rundir
+from pipeline.filtering import collect_values
+from pipeline.media import Materialise
 from pipeline.options import pipeline_options
-from pipeline.run import execute, publish, read_table, summarize
-from transforms.filters import STAGE_COLUMNS, apply_filters, percentile_columns, percentile_thresholds
+from pipeline.run import execute, publish
+from pipeline.summary import reason_counts, summarize
+from pipeline.tables import CLIPS, ERRORS, WriteTable, read_rows, read_table, table_shards
+from transforms.filters import apply_filters, percentile_columns, percentile_thresholds
+from transforms.rows import ClipRow, ErrorRow
 
 log = logging.getLogger(__name__)
 
 
 def where_ids(run_dir: str, where: str) -> set[str]:
     """clip_ids matching a SQL predicate over the run's clips table (DuckDB)."""
-    from pipeline.inspect import connect
+    from pipeline.stats import connect
 
     con = connect(run_dir)
     try:
@@ -43,19 +48,20 @@ def source_stages(run_dir: str) -> list[str]:
     return list(summary.get("source_stages") or summary.get("stages") or [])
 
 
-def checked(row: dict) -> dict:
+def checked(data: dict) -> ClipRow:
     """A clip row read back from a table: its ids and shard name become file names, so they
     must have the forms vidcurate writes (else :class:`pipeline.rundir.RunDirError`)."""
-    rundir.check_video_id(row.get("video_id"))
-    rundir.check_clip_id(row.get("clip_id"))
-    if not row["clip_id"].startswith(row["video_id"] + "_"):
-        raise rundir.RunDirError(f"clip_id {row['clip_id']!r} does not belong to video_id {row['video_id']!r}")
-    if row.get("shard") is not None:
-        rundir.check_shard_name(row["shard"])
+    row = ClipRow.from_dict(data, strict=False)
+    rundir.check_video_id(row.video_id)
+    rundir.check_clip_id(row.clip_id)
+    if not row.clip_id.startswith(row.video_id + "_"):
+        raise rundir.RunDirError(f"clip_id {row.clip_id!r} does not belong to video_id {row.video_id!r}")
+    if row.shard is not None:
+        rundir.check_shard_name(row.shard)
     return row
 
 
-def refiltered_rows(run_dir: str, cfg, where: str | None = None) -> list[dict]:
+def refiltered_rows(run_dir: str, cfg, where: str | None = None) -> list[ClipRow]:
     """The run's clip rows with keep/reject_reasons recomputed under ``cfg`` (and ``where``),
     through the same :func:`transforms.filters.apply_filters` as ``vidcurate run``."""
     gen = rundir.resolve(run_dir)
@@ -63,20 +69,25 @@ def refiltered_rows(run_dir: str, cfg, where: str | None = None) -> list[dict]:
     if table is None:
         raise ValueError(f"{run_dir} has no clips table; is it a vidcurate run directory?")
     rows = [checked(r) for r in table.to_pylist()]
-    scored = [s for s in source_stages(run_dir) if s in set(STAGE_COLUMNS.values())]
-    values = {c: [r.get(c) for r in rows] for c in percentile_columns(cfg)}
-    extra = percentile_thresholds(values, cfg)
+    ran = source_stages(run_dir)
+    extra = percentile_thresholds(collect_values(percentile_columns(cfg), rows), cfg)
     passing = where_ids(run_dir, where) if where else None
     out = []
     for row in rows:
-        new = apply_filters(row, cfg, extra, scored)
-        if passing is not None and row["clip_id"] not in passing:
-            new["reject_reasons"] = sorted(set(new["reject_reasons"]) | {"where"})
-            new["keep"] = False
+        new = apply_filters(row, cfg, extra, ran)
+        if passing is not None and row.clip_id not in passing:
+            new = new.replace(reject_reasons=sorted(set(new.reject_reasons) | {"where"}), keep=False)
         # A kept row keeps its old shard name as a pointer to its media until it is re-packed.
-        new["shard"] = row.get("shard") if new["keep"] else None
-        out.append(new)
+        out.append(new.replace(shard=row.shard if new.keep else None))
     return out
+
+
+def dry_run(run_dir: str, cfg, where: str | None = None) -> dict:
+    """What ``vidcurate filter`` would keep, without writing anything."""
+    rows = refiltered_rows(run_dir, cfg, where)
+    kept = [r for r in rows if r.keep]
+    return {"clips": len(rows), "kept": len(kept), "hours_kept": round(sum(r.duration_s for r in kept) / 3600, 4),
+            "reject_reasons": reason_counts(r.reject_reasons for r in rows)}
 
 
 def refilter(run_dir: str, output: str, cfg, where: str | None = None, beam_args: list[str] | None = None) -> dict:
@@ -92,20 +103,17 @@ def refilter(run_dir: str, output: str, cfg, where: str | None = None, beam_args
     with rundir.locked(output):
         generation = rundir.new_generation(output)
         shutil.copytree(os.path.join(gen_in, "videos"), os.path.join(generation, "videos"))
-        old_errors = read_table(gen_in, "errors")
-        old_errors = old_errors.to_pylist() if old_errors is not None else []
+        old_errors = [ErrorRow.from_dict(e) for e in read_rows(gen_in, ERRORS)]
         old_shards = os.path.join(gen_in, "shards")
-        log.info("vidcurate filter: %d clips, %d kept -> %s", len(rows), sum(r["keep"] for r in rows), output)
-        n_videos = len({r["video_id"] for r in rows})
+        log.info("vidcurate filter: %d clips, %d kept -> %s", len(rows), sum(r.keep for r in rows), output)
+        n_videos = len({r.video_id for r in rows})
 
         def build(p):
             clips = p | "Clips" >> beam.Create(rows)
-            out = clips | "Materialise" >> beam_pipeline.MaterialiseClips(cfg, output, old_shards, dest=generation)
-            shards = beam_pipeline.table_shards(n_videos, cfg)
-            beam_pipeline.write_table(out["clips"], os.path.join(generation, "clips", "part"), schemas.clips_schema(),
-                                      shards["clips"], "Clips")
+            out = clips | "Materialise" >> Materialise(cfg, output, generation, old_shards)
+            out["clips"] | "WriteClips" >> WriteTable(generation, CLIPS, table_shards(n_videos, cfg)[CLIPS])
             errors = (p | "OldErrors" >> beam.Create(old_errors), out["errors"]) | "AllErrors" >> beam.Flatten()
-            beam_pipeline.write_table(errors, os.path.join(generation, "errors", "part"), schemas.ERRORS, 1, "Errors")
+            errors | "WriteErrors" >> WriteTable(generation, ERRORS, 1)
 
         wall = execute(generation, pipeline_options(cfg, beam_args or []), set(), build, progress_dir=output)
         summary = summarize(generation, cfg, ["filter"], wall, n_videos, False)

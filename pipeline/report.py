@@ -14,18 +14,19 @@ import io
 import json
 import logging
 import os
-import tarfile
 
 import numpy as np
 
-from pipeline.inspect import stats
-from pipeline.run import read_table
 from pipeline.rundir import check_shard_name
+from pipeline.stats import stats
+from pipeline.tables import read_table
 from transforms.filters import reason_column
+from transforms.shards import iter_members
+from transforms.stages import STAGES
 
 log = logging.getLogger(__name__)
 
-GALLERY_COLUMNS = ("motion_score", "ocr_text_area", "aesthetic_score", "text_similarity", "duration_s")
+GALLERY_COLUMNS = (*(c.name for s in STAGES for c in s.columns if c.summarised), "duration_s")
 PALETTE = {"bar": "#4f7cac", "kept": "#3a9d5d", "rejected": "#c8553d", "line": "#d1495b"}
 
 
@@ -110,13 +111,14 @@ def _frames_from_mp4(data: bytes, total: int, count: int, width: int):
 
 def _frames_from_source(row: dict, count: int, width: int):
     """Frames of a clip that was never written (rejected, or a --no-clips run), from its source."""
-    from transforms import decode
     from transforms.clips import ClipReader
+    from transforms.rows import ClipRow
+    from transforms.storage import opened
 
-    with decode.opened(row["source"]) as container:
+    with opened(row["source"]) as container:
         reader = ClipReader(container, row["source"])
         try:
-            return _pick(reader.frames(row), row["num_frames"], count, width)
+            return _pick(reader.frames(ClipRow.from_dict(row, strict=False)), row["num_frames"], count, width)
         finally:
             reader.close()
 
@@ -126,9 +128,10 @@ def thumbnail(row: dict, run_dir: str, count: int = 8, width: int = 200) -> str 
     try:
         images = None
         if row.get("shard"):
-            with tarfile.open(os.path.join(run_dir, "shards", check_shard_name(row["shard"]))) as tar:
-                member = tar.extractfile(f"{row['clip_id']}.mp4")
-                images = _frames_from_mp4(member.read(), row["num_frames"], count, width)
+            path = os.path.join(run_dir, "shards", check_shard_name(row["shard"]))
+            data = next((fh.read() for key, _, fh in iter_members(path, ("mp4",)) if key == row["clip_id"]), None)
+            if data is not None:
+                images = _frames_from_mp4(data, row["num_frames"], count, width)
         if not images:
             images = _frames_from_source(row, count, width)
         if not images:
@@ -162,7 +165,7 @@ def active_thresholds(summary: dict | None, column: str, clips: list[dict]) -> l
     from transforms.filters import bounds, percentile_thresholds
 
     try:
-        cfg = config_from_dict(summary["config"])
+        cfg = config_from_dict(summary["config"], migrate=True)
     except Exception:  # noqa: BLE001 - an old summary without today's keys: no lines drawn
         return []
     values = {column: [c.get(column) for c in clips]}

@@ -8,7 +8,7 @@
   place after its JPEG, so an mp4 that exists is a finished clip and is not encoded again.
 * A record is keyed by content as well as by name: it holds the source's fingerprint (size and
   mtime locally; ETag, generation or mtime plus size on object stores), and a file replaced at the
-  same path is analysed again.
+  same path is analyzed again.
 * A failed video's record counts its attempts; the next run retries it until
   ``input.max_attempts`` runs have failed on it, then its failure is final.
 * The tables of a run go to a new generation directory, switched in when complete (see
@@ -21,7 +21,9 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
+
+from transforms.rows import ClipRow, ErrorRow, VideoRow
+from transforms.storage import atomic_write_bytes, local_path
 
 ANALYSIS_DIR = "_analysis"
 STAGING_DIR = "_staging"
@@ -31,11 +33,12 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def analysis_key(cfg) -> str:
-    """Everything a video's analysis and clip spans depend on."""
+def analysis_key(cfg, motion: bool = True) -> str:
+    """Everything a video's analysis and clip spans depend on (not the filters: a filter
+    change does not force re-analysis)."""
     d = cfg.to_dict()
     return _digest({k: d[k] for k in ("limits", "analysis", "cuts", "motion")} |
-                   {"clips": {k: d["clips"][k] for k in ("min_duration_s", "max_duration_s")}})
+                   {"clips": {"max_duration_s": d["clips"]["max_duration_s"]}, "with_motion": motion})
 
 
 def media_key(cfg) -> str:
@@ -47,28 +50,13 @@ def staging_dir(output: str, cfg) -> str:
     return os.path.join(output, STAGING_DIR, media_key(cfg))
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def fingerprint(source: str) -> str | None:
     """What identifies this version of the source's content without reading it: size and
     modification time locally; ETag, generation or mtime plus size on object stores."""
-    if "://" not in source or source.startswith("file://"):
+    path = local_path(source)
+    if path is not None:
         try:
-            st = os.stat(source.removeprefix("file://"))
+            st = os.stat(path)
         except OSError:
             return None
         return f"{st.st_size}:{st.st_mtime_ns}"
@@ -90,7 +78,7 @@ def _read(path: str) -> dict | None:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except (OSError, ValueError):
-        return None  # missing or unreadable: analyse again
+        return None  # missing or unreadable: analyze again
 
 
 def _failed(record: dict) -> bool:
@@ -103,20 +91,30 @@ def record_path(output: str, video_id: str) -> str:
     return os.path.join(output, ANALYSIS_DIR, f"{check_video_id(video_id)}.json")
 
 
-def write_record(output: str, key: str, video: dict, clips: list[dict], error: dict | None) -> dict:
-    """The video's completion record; a failure's record counts the runs that failed on it."""
-    path = record_path(output, video["video_id"])
-    stamp = fingerprint(video["source"])
+def finish(output: str | None, key: str, video, clips: list, error) -> dict:
+    """A video's analysis as its completion record (typed rows); with an ``output`` the record
+    is written, last for that video, and a failure's record counts the runs that failed on it."""
     attempts = 1
-    if video.get("status") == "error":
-        old = _read(path)
-        if old and old.get("key") == key and old.get("fingerprint") == stamp and _failed(old):
-            attempts = int(old.get("attempts", 1)) + 1
-    video = dict(video, attempts=attempts)
-    record = {"key": key, "fingerprint": stamp, "attempts": attempts, "video": video, "clips": clips,
-              "error": error}
-    atomic_write_bytes(path, json.dumps(record, default=str).encode())
+    if output:
+        path = record_path(output, video.video_id)
+        stamp = fingerprint(video.source)
+        if video.status == "error":
+            old = _read(path)
+            if old and old.get("key") == key and old.get("fingerprint") == stamp and _failed(old):
+                attempts = int(old.get("attempts", 1)) + 1
+    record = {"video": video.replace(attempts=attempts), "clips": clips, "error": error}
+    if output:
+        data = {"key": key, "fingerprint": stamp, "attempts": attempts, "video": record["video"].to_dict(),
+                "clips": [c.to_dict() for c in clips], "error": error.to_dict() if error else None}
+        atomic_write_bytes(path, json.dumps(data, default=str).encode())
     return record
+
+
+def typed(record: dict) -> dict:
+    """A record read back from disk with typed rows (as :func:`finish` returns it)."""
+    return {"video": VideoRow.from_dict(record["video"], strict=False),
+            "clips": [ClipRow.from_dict(c, strict=False) for c in record["clips"]],
+            "error": ErrorRow.from_dict(record["error"], strict=False) if record.get("error") else None}
 
 
 def load_records(output: str, key: str, sources, max_attempts: int = 3) -> dict[str, dict]:
@@ -134,10 +132,10 @@ def load_records(output: str, key: str, sources, max_attempts: int = 3) -> dict[
         if not record or record.get("key") != key:
             continue
         if record.get("fingerprint") != fingerprint(sources[vid]):
-            continue  # replaced at the same path: analyse the new content
+            continue  # replaced at the same path: analyze the new content
         if _failed(record) and int(record.get("attempts", 1)) < max_attempts:
             continue  # failed, attempts left: retry
-        out[vid] = record
+        out[vid] = typed(record)
     return out
 
 

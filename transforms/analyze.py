@@ -7,7 +7,6 @@ of the frame is converted, and no frame is kept beyond the detectors' short wind
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -16,12 +15,11 @@ import numpy as np
 
 from transforms import decode
 from transforms.cuts.cascade import CutCascade, CutResult
+from transforms.errors import CorruptVideo
 from transforms.motion import MotionPair, MotionSampler, clip_motion
-
-
-def video_id_for(source: str) -> str:
-    """Stable id of an input: a hash of its (normalised) source string."""
-    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+from transforms.pixels import displayed_size, motion_grey, scaled_size, to_bgr_grey
+from transforms.rows import ClipRow, ErrorRow, VideoRow, clip_id_for, error, video_id_for
+from transforms.storage import opened
 
 
 @dataclass
@@ -42,39 +40,39 @@ class VideoAnalysis:
 
 
 def analyze_video(source: str, cfg, motion: bool = True) -> VideoAnalysis:
-    """Probe, check limits, decode once and run the cut cascade (and motion sampling)."""
-    t0 = time.perf_counter()
-    with decode.opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
+    """One call: open, probe, check limits, decode once through the cut cascade and motion."""
+    with opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
         info = decode.probe_container(container, source)
         decode.check_limits(info, cfg.limits, source)
-        fps = info.fps if info.fps > 0 else 25.0
-        aw, ah = decode.scaled_size(info.width, info.height, cfg.analysis.width)
-        mw, mh = decode.scaled_size(info.width, info.height, cfg.motion.width)
-        cascade = CutCascade(fps, cfg.cuts, timestamps=True)
-        sampler = MotionSampler(fps, cfg.motion.fps, cfg.motion.method) if motion else None
-        pts: list[int] = []
-        times: list[float] = []
-        n = 0
-        stats: dict = {}
-        for df in decode.iter_frames(container, source, cfg.analysis.decode_threads,
-                                     skip_loop_filter=cfg.analysis.skip_loop_filter, stats=stats):
-            if n == 0:  # the display matrix reaches PyAV per frame, not in the stream header
-                info.rotation = decode.frame_rotation(df.frame)
-            t = df.time if not times else max(df.time, times[-1] + 1e-6)
-            bgr, grey = decode.to_bgr_grey(df.frame, aw, ah)
-            cascade.push(df.index, bgr, grey, t - (times[0] if times else t))
-            if sampler is not None and sampler.wants(t - times[0] if times else 0.0):
-                sampler.push(df.index, t - (times[0] if times else t),
-                             decode.motion_grey(df.frame, grey, (aw, ah), (mw, mh)))
-            pts.append(df.pts if df.pts is not None else -1)
-            times.append(t)
-            n += 1
+        return analyze_container(container, info, source, cfg, motion)
+
+
+def analyze_container(container, info: decode.ProbeInfo, source: str, cfg, motion: bool = True) -> VideoAnalysis:
+    t0 = time.perf_counter()
+    fps = info.fps if info.fps > 0 else 25.0
+    aw, ah = scaled_size(info.width, info.height, cfg.analysis.width)
+    mw, mh = scaled_size(info.width, info.height, cfg.motion.width)
+    cascade = CutCascade(fps, cfg.cuts, timestamps=True)
+    sampler = MotionSampler(fps, cfg.motion.fps, cfg.motion.method) if motion else None
+    pts: list[int] = []
+    times: list[float] = []
+    n = 0
+    stats: dict = {}
+    for df in decode.iter_frames(container, source, cfg.analysis.decode_threads,
+                                 skip_loop_filter=cfg.analysis.skip_loop_filter, stats=stats):
+        if n == 0:  # the display matrix reaches PyAV per frame, not in the stream header
+            info.rotation = decode.frame_rotation(df.frame)
+        t = df.time if not times else max(df.time, times[-1] + 1e-6)
+        bgr, grey = to_bgr_grey(df.frame, aw, ah)
+        cascade.push(df.index, bgr, grey, t - (times[0] if times else t))
+        if sampler is not None and sampler.wants(t - times[0] if times else 0.0):
+            sampler.push(df.index, t - (times[0] if times else t), motion_grey(df.frame, grey, (aw, ah), (mw, mh)))
+        pts.append(df.pts if df.pts is not None else -1)
+        times.append(t)
+        n += 1
     if n == 0:
-        raise decode.CorruptVideo(f"{source}: the video stream has no decodable frame")
-    if n < cfg.limits.min_frames:
-        raise decode.TooShort(
-            f"{source} has only {n} decodable frame(s); at least limits.min_frames "
-            f"({cfg.limits.min_frames}) are needed for a clip")
+        raise CorruptVideo(f"{source}: the video stream has no decodable frame")
+    decode.check_frames(source, n, cfg.limits, "decodable ")
     t = np.asarray(times, dtype=np.float64) - times[0]
     cuts = cascade.result(n, t)
     # Average rate actually decoded: equals the header rate for constant-rate files and is
@@ -96,7 +94,7 @@ def span_times(a: VideoAnalysis, start: int, end: int) -> tuple[float, float]:
     return float(t[start]), float(end_t)
 
 
-def plan_clips(scenes: list[tuple[int, int]], fps: float, min_s: float, max_s: float,
+def plan_clips(scenes: list[tuple[int, int]], fps: float, max_s: float,
                max_frames: int | None = None, times: np.ndarray | None = None) -> list[tuple[int, int]]:
     """Turn shots into clip spans: shots longer than ``max_s`` are cut into equal pieces no
     longer than it; shorter shots are kept whole (the duration filter rejects too-short ones).
@@ -134,23 +132,15 @@ def _time_pieces(times: np.ndarray, fps: float, a: int, b: int, max_s: float, ma
         pieces += 1
 
 
-def clip_id_for(video_id: str, start: int, end: int) -> str:
-    return f"{video_id}_{start:07d}_{end:07d}"
-
-
-def video_row(a: VideoAnalysis) -> dict:
-    row = {"video_id": a.video_id, "source": a.source, "status": "ok", "error_type": None,
-           "error_message": None, **a.probe.to_dict()}
-    row["fps"] = a.fps
-    row["num_frames"] = a.num_frames
-    row["duration_s"] = round(span_times(a, 0, a.num_frames)[1], 6)
-    row["scenes"] = [{"start_frame": s, "end_frame": e} for s, e in a.cuts.scenes]
-    row["cuts"] = list(a.cuts.cuts)
-    row["transitions"] = [{"start_frame": s, "end_frame": e} for s, e in a.cuts.gaps]
-    row["analysis_seconds"] = round(a.seconds, 3)
-    row["analysis_segments"] = 1
-    row["decode_errors"] = a.decode_errors
-    return row
+def video_row(a: VideoAnalysis, num_clips: int, segments: int = 1) -> VideoRow:
+    facts = {**a.probe.to_dict(), "fps": a.fps, "num_frames": a.num_frames,
+             "duration_s": round(span_times(a, 0, a.num_frames)[1], 6)}
+    return VideoRow(video_id=a.video_id, source=a.source, status="ok", **facts,
+                    scenes=[{"start_frame": s, "end_frame": e} for s, e in a.cuts.scenes],
+                    cuts=list(a.cuts.cuts),
+                    transitions=[{"start_frame": s, "end_frame": e} for s, e in a.cuts.gaps],
+                    num_clips=num_clips, analysis_seconds=round(a.seconds, 3), analysis_segments=segments,
+                    decode_errors=a.decode_errors)
 
 
 def decode_problem(a: VideoAnalysis) -> tuple[str, str] | None:
@@ -180,50 +170,36 @@ def no_shot_reason(a: VideoAnalysis) -> str:
             f"{len(a.cuts.cuts)} cuts); no shot to cut a clip from")
 
 
-def finalise(a: VideoAnalysis, clips_cfg, limits) -> tuple[dict, list[dict], tuple[str, str] | None]:
+def finalise(a: VideoAnalysis, cfg, segments: int = 1) -> tuple[VideoRow, list[ClipRow], ErrorRow | None]:
     """The video row and clip rows of an analysis, with its status: ``ok``, ``partial`` (not
-    whole, see :func:`decode_problem`, which is returned for an errors row) or
-    ``no_usable_shot`` (nothing to cut: the reason is in ``error_message``)."""
-    clips = clip_rows(a, clips_cfg, limits)
-    row = video_row(a)
-    row["num_clips"] = len(clips)
+    whole, see :func:`decode_problem`; its errors row is returned too) or ``no_usable_shot``
+    (nothing to cut: the reason is in ``error_message``)."""
+    clips = clip_rows(a, cfg.clips, cfg.limits)
+    row = video_row(a, len(clips), segments)
     problem = decode_problem(a)
     if problem:
-        row.update(status="partial", error_type=problem[0], error_message=problem[1])
+        row = row.replace(status="partial", error_type=problem[0], error_message=problem[1])
     if not clips:
-        row.update(status="no_usable_shot", error_type="NoUsableShot",
-                   error_message=no_shot_reason(a) + (f"; also {problem[1]}" if problem else ""))
-    return row, clips, problem
+        row = row.replace(status="no_usable_shot", error_type="NoUsableShot",
+                          error_message=no_shot_reason(a) + (f"; also {problem[1]}" if problem else ""))
+    return row, clips, error(a.source, "decode", *problem) if problem else None
 
 
-def clip_rows(a: VideoAnalysis, clips_cfg, limits) -> list[dict]:
-    spans = plan_clips(a.cuts.scenes, a.fps, clips_cfg.min_duration_s, clips_cfg.max_duration_s,
-                       limits.max_frames_per_clip, a.times)
-    width, height = decode.displayed_size(a.probe.width, a.probe.height, a.probe.rotation)
+def clip_rows(a: VideoAnalysis, clips_cfg, limits) -> list[ClipRow]:
+    spans = plan_clips(a.cuts.scenes, a.fps, clips_cfg.max_duration_s, limits.max_frames_per_clip, a.times)
+    width, height = displayed_size(a.probe.width, a.probe.height, a.probe.rotation)
     rows = []
     for s, e in spans:
         score, series = clip_motion(a.motion, s, e)
         t0, t1 = span_times(a, s, e)
-        rows.append({
-            "clip_id": clip_id_for(a.video_id, s, e),
-            "video_id": a.video_id,
-            "source": a.source,
-            "start_frame": s,
-            "end_frame": e,
-            "start_time": round(t0, 6),
-            "end_time": round(t1, 6),
-            "start_pts": int(a.pts[s]) if a.pts is not None else None,
-            "end_pts": int(a.pts[e]) if a.pts is not None and e < len(a.pts) else None,
-            "fps": round((e - s) / (t1 - t0), 6) if t1 > t0 else a.fps,
-            "width": width,
-            "height": height,
-            "rotation": a.probe.rotation,
-            "num_frames": e - s,
-            "duration_s": round(t1 - t0, 6),
-            "motion_score": None if score is None else round(score, 4),
-            "motion_series": series,
-            "keep": True,
-            "reject_reasons": [],
-            "shard": None,
-        })
+        rows.append(ClipRow(
+            clip_id=clip_id_for(a.video_id, s, e), video_id=a.video_id, source=a.source,
+            start_frame=s, end_frame=e, start_time=round(t0, 6), end_time=round(t1, 6),
+            start_pts=int(a.pts[s]) if a.pts is not None else None,
+            end_pts=int(a.pts[e]) if a.pts is not None and e < len(a.pts) else None,
+            fps=round((e - s) / (t1 - t0), 6) if t1 > t0 else a.fps,
+            width=width, height=height, rotation=a.probe.rotation, num_frames=e - s,
+            duration_s=round(t1 - t0, 6),
+            motion_score=None if score is None else round(score, 4), motion_series=series,
+            reject_reasons=[]))
     return rows

@@ -6,13 +6,15 @@ over RGB frames and models; no Beam here. Every candidate is kept with its model
   default), beam search on the middle frame; loads through ``transforms.clip_embed`` like CLIP.
 - multi-frame captioner: any transformers image-text-to-text model that takes several images in
   one chat turn (default ``HuggingFaceTB/SmolVLM2-256M-Video-Instruct``: small enough for CPU).
-- fusion: a transformers causal LM (hub name, folder, or a ``.gguf`` file) or any
-  OpenAI-compatible HTTP endpoint (vLLM, llama.cpp server, ...). Chat models get a chat prompt;
-  base models (no chat template) a few-shot completion prompt.
+- fusion and selection: :mod:`transforms.fusion`.
+
+``coca_step`` and ``vlm_step`` are the stage's model steps (see :mod:`transforms.stages`): each
+adds its candidate to every clip of a batch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -35,6 +37,11 @@ def clean_caption(text: str) -> str:
     text = re.sub(r"\s+", " ", text).strip(" \"'`-:")
     text = re.sub(r"\s+([.,!?;:])", r"\1", text)
     return text[:1].upper() + text[1:] if text else ""
+
+
+# What the fusion LLM is asked (in-process or over an endpoint).
+FUSE_INSTRUCTION = ("Merge these descriptions of one video clip into a single short, factual caption "
+                    "of one sentence. Keep what they agree on; do not invent details.")
 
 
 # --- CoCa (open_clip) --------------------------------------------------------------------------
@@ -117,7 +124,7 @@ def ids_tensor(ids: list[int]):
 
 # --- multi-frame captioner (transformers) -------------------------------------------------------
 
-def _hf_resolve(name: str, what: str, cache_dir: str | None = None, gguf_file: str | None = None) -> str:
+def hf_resolve(name: str, what: str, cache_dir: str | None = None, gguf_file: str | None = None) -> str:
     """A local folder for ``name`` (downloading a hub repo into the cache on machines with
     internet); raises ``ModelUnavailable`` saying how to give the weights locally."""
     if os.path.isdir(name):
@@ -143,7 +150,7 @@ def load_vlm(name: str, device: str | None = None, cache_dir: str | None = None)
         if key not in _MODELS:
             from transformers import AutoModelForImageTextToText, AutoProcessor
 
-            path = _hf_resolve(name, "multi-frame captioner", cache_dir)
+            path = hf_resolve(name, "multi-frame captioner", cache_dir)
             try:
                 processor = AutoProcessor.from_pretrained(path)
                 model = AutoModelForImageTextToText.from_pretrained(path).to(device).eval()
@@ -176,92 +183,41 @@ def vlm_captions(model, processor, clips_frames: list[np.ndarray], prompt: str, 
     return [clean_caption(t) for t in processor.batch_decode(new, skip_special_tokens=True)]
 
 
-# --- LLM fusion --------------------------------------------------------------------------------
+# --- the stage's steps ---------------------------------------------------------------------------
 
-FUSE_INSTRUCTION = ("Merge these descriptions of one video clip into a single short, factual caption "
-                    "of one sentence. Keep what they agree on; do not invent details.")
-
-# Few-shot prefix for base (non-chat) models: they continue the pattern.
-FEW_SHOT = (
-    "Caption A: a man riding a bike down a street\n"
-    "Caption B: A cyclist rides along a city road on a sunny day.\n"
-    "Merged caption: A cyclist rides a bike along a sunny city street.\n\n"
-    "Caption A: a plate of food on a table\n"
-    "Caption B: Someone cuts vegetables on a wooden table in a kitchen.\n"
-    "Merged caption: Someone cuts vegetables on a wooden kitchen table.\n\n"
-)
+def middle_index(n: int) -> int:
+    """Index of the middle frame inside ``first_middle_last``'s (up to 3) frames."""
+    return 1 if n == 3 else 0
 
 
-def fusion_prompt(candidates: list[str]) -> str:
-    letters = "ABCDEFGH"
-    lines = "".join(f"Caption {letters[i]}: {c}\n" for i, c in enumerate(candidates))
-    return FEW_SHOT + lines + "Merged caption:"
+def _with_candidate(work, model: str, kind: str, text: str):
+    return dataclasses.replace(work, candidates=[*work.candidates, {"model": model, "kind": kind, "text": text}])
 
 
-def load_llm(name: str, gguf_file: str | None = None, device: str | None = None, cache_dir: str | None = None):
-    """(model, tokenizer) of a transformers causal LM: hub name, folder, or a ``.gguf`` file
-    (dequantised by transformers; needs the ``gguf`` package)."""
-    from transforms.clip_embed import pick_device
+def load_coca(cfg):
+    from transforms.clip_embed import load_open_clip
 
-    device = pick_device(device)
-    if name.endswith(".gguf") and os.path.isfile(name):
-        name, gguf_file = os.path.dirname(os.path.abspath(name)), os.path.basename(name)
-    key = ("llm", name, gguf_file, device)
-    with _LOCK:
-        if key not in _MODELS:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            path = _hf_resolve(name, "fusion LLM", cache_dir, gguf_file)
-            kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-                model = AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device).eval()
-            except Exception as exc:
-                raise ModelUnavailable(f"fusion LLM {name!r} failed to load: {exc}") from exc
-            log.info("loaded fusion LLM %s%s on %s", name, f" ({gguf_file})" if gguf_file else "", device)
-            _MODELS[key] = (model, tokenizer)
-        return _MODELS[key]
+    c = cfg.caption
+    net, preprocess, _ = load_open_clip(c.coca_model, c.coca_pretrained, c.device, c.cache_dir)
+    return net, preprocess
 
 
-def _chat(tokenizer, candidates: list[str]) -> str | None:
-    if not getattr(tokenizer, "chat_template", None):
-        return None
-    listing = "\n".join(f"- {c}" for c in candidates)
-    msgs = [{"role": "user", "content": f"{FUSE_INSTRUCTION}\n{listing}\nAnswer with the caption only."}]
-    return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+def coca_step(model, works: list, cfg) -> list:
+    from transforms.clip_embed import describe
+
+    net, preprocess = model
+    c = cfg.caption
+    middles = [w.frames["clip"][middle_index(len(w.frames["clip"]))][None] for w in works]
+    texts = coca_captions(net, preprocess, middles, c.coca_max_tokens, c.coca_beams)
+    who = "open_clip:" + describe(c.coca_model, c.coca_pretrained)
+    return [_with_candidate(w, who, "image", t) for w, t in zip(works, texts)]
 
 
-def llm_fuse(model, tokenizer, batch: list[list[str]], max_new_tokens: int = 40) -> list[str]:
-    """One fused caption per list of candidates; greedy decoding, all lists in one batch."""
-    import torch
-
-    prompts = [_chat(tokenizer, c) or fusion_prompt(c) for c in batch]
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"
-    inputs = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
-    with torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id)
-    texts = tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-    return [clean_caption(t) for t in texts]
+def load_vlm_step(cfg):
+    return load_vlm(cfg.caption.vlm_model, cfg.caption.device, cfg.caption.cache_dir)
 
 
-# --- selection (Panda-70M style) ----------------------------------------------------------------
-
-def rank_candidates(candidates: list[dict], scores: np.ndarray) -> list[dict]:
-    """Candidates with their CLIP text-frame ``score``, best first (ties keep input order)."""
-    scored = [dict(c, score=round(float(s), 5)) for c, s in zip(candidates, scores)]
-    return sorted(scored, key=lambda c: -c["score"])
-
-
-def choose(ranked: list[dict], select: str) -> dict | None:
-    """``best``: the highest CLIP score; ``fused``: the LLM's caption when there is one."""
-    usable = [c for c in ranked if c["text"]]
-    if not usable:
-        return None
-    if select == "fused":
-        fused = [c for c in usable if c["kind"] == "fused"]
-        if fused:
-            return fused[0]
-    return usable[0]
+def vlm_step(model, works: list, cfg) -> list:
+    c = cfg.caption
+    texts = vlm_captions(*model, [w.frames["vlm"] for w in works], c.vlm_prompt, c.vlm_max_tokens)
+    return [_with_candidate(w, c.vlm_model, "video", t) for w, t in zip(works, texts)]

@@ -1,4 +1,5 @@
-"""Clip writing: frame-exact H.264 mp4 clips plus a middle-frame JPEG, one source open per video.
+"""One decode per source for everything done to its clips (:func:`read_clips`): frame-exact H.264
+mp4 clips plus a middle-frame JPEG, and the frames the model stages read, from the same frames.
 
 Frames are matched on their presentation timestamps (the ``pts`` recorded by the analysis pass),
 so a clip holds exactly frames ``[start_frame, end_frame)`` whatever the keyframe layout: the
@@ -17,22 +18,12 @@ from collections.abc import Iterator
 from fractions import Fraction
 
 import av
+import numpy as np
 
 from transforms import decode
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def fsync_file(path: str) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
+from transforms.errors import CorruptVideo
+from transforms.pixels import to_rgb_upright
+from transforms.storage import atomic_write_bytes, fsync_file, opened
 
 
 def staged_clip_ok(path: str, num_frames: int) -> bool:
@@ -65,10 +56,9 @@ def output_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 class ClipReader:
     """Yields the decoded frames of successive clips of one open container."""
 
-    def __init__(self, container, source: str, threads: int = 0):
+    def __init__(self, container, source: str):
         self.container = container
         self.source = source
-        self.threads = threads
         self.stream = container.streams.video[0]
         self._it: Iterator[decode.DecodedFrame] | None = None
         self._pending: decode.DecodedFrame | None = None
@@ -85,7 +75,7 @@ class ClipReader:
     def _restart(self, start_pts: int | None) -> None:
         if self._it is not None:
             self._it.close()
-        self._it = decode.iter_frames(self.container, self.source, self.threads, start_pts=start_pts)
+        self._it = decode.iter_frames(self.container, self.source, start_pts=start_pts)
         self._pending = None
 
     def _next(self) -> decode.DecodedFrame | None:
@@ -97,14 +87,15 @@ class ClipReader:
         except StopIteration:
             return None
 
-    def frames(self, clip: dict) -> Iterator[av.VideoFrame]:
-        start_pts, end_pts = clip.get("start_pts"), clip.get("end_pts")
-        count = clip["num_frames"]
+    def frames(self, clip) -> Iterator[av.VideoFrame]:
+        """The decoded frames of ``clip`` (a :class:`transforms.rows.ClipRow`), matched on pts."""
+        start_pts, end_pts = clip.start_pts, clip.end_pts
+        count = clip.num_frames
         if start_pts is None or start_pts < 0:
-            yield from self._frames_by_index(clip["start_frame"], count)
+            yield from self._frames_by_index(clip.start_frame, count)
             return
-        behind = self._it is None or self._pos_time > clip["start_time"] + 1e-6
-        if behind or clip["start_time"] - self._pos_time > SEEK_AHEAD_S:
+        behind = self._it is None or self._pos_time > clip.start_time + 1e-6
+        if behind or clip.start_time - self._pos_time > SEEK_AHEAD_S:
             self._restart(start_pts)
         got = 0
         while got < count:
@@ -149,7 +140,7 @@ def encode_clip(frames: Iterator[av.VideoFrame], path: str, rate: Fraction, widt
         stream.options = {"crf": str(cfg.crf), "preset": cfg.preset} if "264" in cfg.codec else {}
         for frame in frames:
             if rotation:
-                f = av.VideoFrame.from_ndarray(decode.to_rgb_upright(frame, width, height, rotation),
+                f = av.VideoFrame.from_ndarray(to_rgb_upright(frame, width, height, rotation),
                                                format="rgb24").reformat(format="yuv420p")
             else:
                 f = frame.reformat(width=width, height=height, format="yuv420p")
@@ -167,113 +158,115 @@ def encode_clip(frames: Iterator[av.VideoFrame], path: str, rate: Fraction, widt
     return written, jpeg
 
 
-def write_clips(source: str, clips: list[dict], out_dir: str, cfg, threads: int = 0) -> Iterator[tuple[dict, dict | None, str | None]]:
-    """Write each clip of one source video under ``out_dir``.
+def _paths(out_dir: str, clip) -> tuple[str, str]:
+    return os.path.join(out_dir, clip.clip_id + ".mp4"), os.path.join(out_dir, clip.clip_id + ".jpg")
 
-    Yields ``(row, media, error)``: ``media`` is ``{"mp4": path, "jpg": path, "bytes": n}``
-    or None with an error message. ``cfg`` is the full :class:`pipeline.config.Config`.
-    """
+
+def staged_media(out_dir: str, clip, clips_cfg) -> dict | None:
+    """The media of ``clip`` written by an earlier, interrupted run, if they are whole (the mp4
+    is fsynced, then renamed into place last; checked again in case the disk lost it anyway)."""
+    mp4, jpg = _paths(out_dir, clip)
+    if os.path.exists(mp4) and os.path.exists(jpg) and staged_clip_ok(mp4, clip.num_frames):
+        w, h = output_size(clip.width, clip.height, clips_cfg.max_side)
+        return {"mp4": mp4, "jpg": jpg, "bytes": os.path.getsize(mp4) + os.path.getsize(jpg),
+                "out_width": w, "out_height": h}
+    return None
+
+
+def write_clip(frames: Iterator[av.VideoFrame], source: str, clip, out_dir: str, cfg) -> dict:
+    """Encode one clip's ``frames`` (from :meth:`ClipReader.frames`) to ``out_dir``: its mp4 and
+    middle-frame JPEG; returns ``{"mp4", "jpg", "bytes", "out_width", "out_height"}``. Raises a
+    :class:`VideoError` when the source holds fewer frames than the clip. ``cfg`` is the full
+    :class:`pipeline.config.Config`."""
     os.makedirs(out_dir, exist_ok=True)
-    with decode.opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
-        reader = ClipReader(container, source, threads)
+    w, h = output_size(clip.width, clip.height, cfg.clips.max_side)
+    rate = Fraction(clip.fps).limit_denominator(1001) if clip.fps > 0 else Fraction(25)
+    final, jpg = _paths(out_dir, clip)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=out_dir)
+    os.close(fd)
+    try:
+        n, jpeg = encode_clip(frames, tmp, rate, w, h, cfg.clips, middle=(clip.num_frames - 1) // 2,
+                              rotation=clip.rotation or 0)
+        if n != clip.num_frames:
+            raise CorruptVideo(f"{source}: clip {clip.clip_id} has {n} decodable frames, expected {clip.num_frames}")
+        if cfg.clips.keep_audio:
+            from transforms.clip_audio import with_audio
+
+            tmp = with_audio(source, tmp, clip, out_dir, cfg)
+        atomic_write_bytes(jpg, jpeg)
+        fsync_file(tmp)
+        os.replace(tmp, final)  # last: an existing mp4 marks a finished clip
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return {"mp4": final, "jpg": jpg, "bytes": os.path.getsize(final) + len(jpeg), "out_width": w, "out_height": h}
+
+
+class _Tap:
+    """Collects the wanted frames of one clip while they stream past (to an encoder or not)."""
+
+    def __init__(self, clip, specs: dict):
+        self.wanted = {name: spec.positions(clip.num_frames) for name, spec in specs.items()}
+        self.sizes = {name: spec.size(clip.width, clip.height) for name, spec in specs.items()}
+        self.every = set().union(*self.wanted.values()) if self.wanted else set()
+        self.rotation = clip.rotation or 0
+        self.got: dict[str, list] = {name: [] for name in specs}
+
+    def through(self, frames: Iterator) -> Iterator:
+        for i, frame in enumerate(frames):
+            if i in self.every:
+                converted = {}
+                for name, positions in self.wanted.items():
+                    if i in positions:
+                        size = self.sizes[name]
+                        if size not in converted:
+                            converted[size] = to_rgb_upright(frame, size[0], size[1], self.rotation)
+                        self.got[name].append(converted[size])
+            yield frame
+
+    def frames(self) -> dict[str, np.ndarray] | None:
+        if any(len(self.got[n]) != len(self.wanted[n]) for n in self.got):
+            return None
+        return {n: np.stack(v) for n, v in self.got.items()}
+
+
+def read_clips(source: str, clips: list, cfg, specs: dict | None = None,
+               out_dir: str | None = None) -> Iterator[tuple[object, dict | None, dict | None, str | None]]:
+    """One decode of ``source`` for its clips, in clip order: ``(clip, media, frames, error)``.
+
+    With ``out_dir`` each clip is written there (see :func:`write_clip`); with ``specs``
+    (:class:`transforms.model_frames.FrameSpec` by frame set) the frames every model stage
+    reads are taken from the same decoded frames.
+    A clip that fails has ``error`` set (and the others None); the rest go on."""
+    specs = specs or {}
+    todo = []
+    for clip in sorted(clips, key=lambda c: c.start_frame):
+        media = staged_media(out_dir, clip, cfg.clips) if out_dir else None
+        if media is not None and not specs:
+            yield clip, media, {}, None  # written by an earlier step or run: no decode needed
+        else:
+            todo.append((clip, media))
+    if not todo:
+        return
+    with opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
+        reader = ClipReader(container, source)
         try:
-            yield from _write_all(reader, source, clips, out_dir, cfg)
+            for clip, media in todo:
+                tap = _Tap(clip, specs)
+                try:
+                    if out_dir and media is None:
+                        media = write_clip(tap.through(reader.frames(clip)), source, clip, out_dir, cfg)
+                    else:
+                        for _ in tap.through(reader.frames(clip)):
+                            pass
+                except Exception as exc:  # noqa: BLE001 - one clip's failure is data
+                    yield clip, None, None, getattr(exc, "message", None) or f"{source}: {exc}"
+                    continue
+                frames = tap.frames() if specs else {}
+                if frames is None:
+                    yield clip, None, None, f"{source}: clip {clip.clip_id} has fewer frames than recorded"
+                    continue
+                yield clip, media, frames, None
         finally:
             reader.close()
-
-
-def _write_all(reader: ClipReader, source: str, clips: list[dict], out_dir: str, cfg):
-    for clip in sorted(clips, key=lambda c: c["start_frame"]):
-        w, h = output_size(clip["width"], clip["height"], cfg.clips.max_side)
-        rate = Fraction(clip["fps"]).limit_denominator(1001) if clip["fps"] > 0 else Fraction(25)
-        final = os.path.join(out_dir, clip["clip_id"] + ".mp4")
-        jpg = os.path.join(out_dir, clip["clip_id"] + ".jpg")
-        if os.path.exists(final) and os.path.exists(jpg) and staged_clip_ok(final, clip["num_frames"]):
-            # Written by an earlier, interrupted run (fsynced, then renamed into place last;
-            # checked again here in case the disk lost it anyway).
-            yield clip, {"mp4": final, "jpg": jpg, "bytes": os.path.getsize(final) + os.path.getsize(jpg),
-                         "out_width": w, "out_height": h}, None
-            continue
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=out_dir)
-        os.close(fd)
-        try:
-            n, jpeg = encode_clip(reader.frames(clip), tmp, rate, w, h, cfg.clips,
-                                  middle=(clip["num_frames"] - 1) // 2, rotation=clip.get("rotation") or 0)
-            if n != clip["num_frames"]:
-                raise decode.CorruptVideo(
-                    f"{source}: clip {clip['clip_id']} has {n} decodable frames, expected "
-                    f"{clip['num_frames']}")
-            if cfg.clips.keep_audio:
-                tmp = _with_audio(source, tmp, clip, out_dir, cfg)
-            atomic_write_bytes(jpg, jpeg)
-            fsync_file(tmp)
-            os.replace(tmp, final)  # last: an existing mp4 marks a finished clip
-            yield clip, {"mp4": final, "jpg": jpg, "bytes": os.path.getsize(final) + len(jpeg),
-                         "out_width": w, "out_height": h}, None
-        except (decode.VideoError, av.error.FFmpegError, OSError, ValueError) as exc:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            message = exc.message if isinstance(exc, decode.VideoError) else f"{source}: {exc}"
-            yield clip, None, message
-
-
-def _with_audio(source: str, video_path: str, clip: dict, out_dir: str, cfg) -> str:
-    """Remux the clip's video with the source's audio for the same time span, as AAC.
-
-    Clip times count from the source's first video frame; audio is cut on the container's
-    clock at the clip's first frame (its pts), so a stream that starts later or earlier than the
-    video stays in sync, to the sample."""
-    import numpy as np
-
-    fd, merged = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=out_dir)
-    os.close(fd)
-    with av.open(video_path) as vin, decode.opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as src, av.open(merged, "w", format="mp4") as out:
-        if not src.streams.audio:
-            os.remove(merged)
-            return video_path
-        vsrc = src.streams.video[0]
-        if clip.get("start_pts") is not None and clip["start_pts"] >= 0 and vsrc.time_base:
-            t0 = float(clip["start_pts"] * vsrc.time_base)
-        else:
-            t0 = float((vsrc.start_time or 0) * (vsrc.time_base or 0)) + clip["start_time"]
-        t1 = t0 + (clip["end_time"] - clip["start_time"])
-        vstream_in = vin.streams.video[0]
-        vout = out.add_stream_from_template(vstream_in)
-        ain = src.streams.audio[0]
-        rate = ain.codec_context.sample_rate or 44100
-        aout = out.add_stream("aac", rate=rate)
-        for packet in vin.demux(vstream_in):
-            if packet.dts is None:
-                continue
-            packet.stream = vout
-            out.mux(packet)
-        src.seek(max(0, int((t0 - 1.0) / ain.time_base)) if ain.time_base else 0, stream=ain, backward=True)
-        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
-        chunks, first_t = [], None
-        for frame in src.decode(ain):
-            if frame.time is None:
-                continue
-            if frame.time >= t1:
-                break
-            for rf in resampler.resample(frame):
-                if first_t is None:
-                    first_t = rf.time if rf.time is not None else frame.time
-                chunks.append(rf.to_ndarray())
-        if chunks and first_t is not None:
-            samples = np.concatenate(chunks, axis=1)
-            a = max(0, int(round((t0 - first_t) * rate)))
-            b = max(a, int(round((t1 - first_t) * rate)))
-            pad = max(0, int(round((first_t - t0) * rate)))  # audio starts after the clip: silence first
-            samples = np.concatenate([np.zeros((samples.shape[0], pad), samples.dtype), samples[:, a:b]], axis=1)
-            samples = samples[:, : int(round((t1 - t0) * rate))]
-            for i in range(0, samples.shape[1], 1024):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + 1024]), format="fltp",
-                                                layout="stereo")
-                af.sample_rate = rate
-                af.pts = i
-                for packet in aout.encode(af):
-                    out.mux(packet)
-        for packet in aout.encode(None):
-            out.mux(packet)
-    os.remove(video_path)
-    return merged

@@ -7,64 +7,19 @@ input in words a user understands; the Beam layer turns them into error rows.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
-import os
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 import av
-import cv2
-import numpy as np
+
+from transforms.errors import CorruptVideo, LimitExceeded, NoVideoStream, TooShort, UnsupportedCodec
+from transforms.storage import opened, size_of
 
 log = logging.getLogger(__name__)
 
 av.logging.set_level(av.logging.PANIC)  # FFmpeg's own chatter; we report errors ourselves
-
-
-class VideoError(Exception):
-    """An input cannot be turned into clips. ``error_type`` names the class of problem."""
-
-    error_type = "VideoError"
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class UnreadableInput(VideoError):
-    error_type = "UnreadableInput"
-
-
-class EmptyFile(VideoError):
-    error_type = "EmptyFile"
-
-
-class NotAVideo(VideoError):
-    error_type = "NotAVideo"
-
-
-class NoVideoStream(VideoError):
-    error_type = "NoVideoStream"
-
-
-class UnsupportedCodec(VideoError):
-    error_type = "UnsupportedCodec"
-
-
-class CorruptVideo(VideoError):
-    error_type = "CorruptVideo"
-
-
-class LimitExceeded(VideoError):
-    error_type = "LimitExceeded"
-
-
-class TooShort(VideoError):
-    error_type = "TooShort"
 
 
 @dataclass
@@ -88,84 +43,6 @@ class ProbeInfo:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-REMOTE_BACKOFF_S = 1.0  # first wait between attempts; doubles each time
-
-
-def open_remote(source: str, attempts: int = 3, timeout_s: float | None = 60.0):
-    """Open an fsspec URL for reading, retrying transient failures with exponential backoff.
-    A missing file fails at once; anything else gets ``attempts`` tries."""
-    import fsspec
-
-    options = {}
-    if source.startswith(("http://", "https://")) and timeout_s:
-        try:
-            import aiohttp  # fsspec's HTTP backend is built on it
-
-            options["client_kwargs"] = {"timeout": aiohttp.ClientTimeout(total=timeout_s)}
-        except ImportError:
-            pass
-    last = None
-    for attempt in range(max(1, attempts)):
-        try:
-            return fsspec.open(source, "rb", **options).open()
-        except FileNotFoundError:
-            raise UnreadableInput(f"cannot open {source}: no such file") from None
-        except Exception as exc:  # network and auth errors come in many types
-            last = exc
-            if attempt + 1 < attempts:
-                time.sleep(REMOTE_BACKOFF_S * 2**attempt)
-    raise UnreadableInput(f"cannot open {source} after {attempts} attempt(s): {last}")
-
-
-@contextlib.contextmanager
-def opened(source: str, attempts: int = 3, timeout_s: float | None = 60.0):
-    """Context manager: the PyAV container of ``source`` (local path or fsspec URL).
-
-    Opening failures are mapped to :class:`VideoError` subclasses with readable messages."""
-    if "://" not in source or source.startswith("file://"):
-        path = source[len("file://"):] if source.startswith("file://") else source
-        if os.path.isdir(path):
-            raise NotAVideo(f"{source} is a directory, not a video file")
-        try:
-            size = os.path.getsize(path)
-        except OSError as exc:
-            raise UnreadableInput(f"cannot read {source}: {exc.strerror or exc}") from None
-        if size == 0:
-            raise EmptyFile(f"{source} is empty (0 bytes)")
-        if not os.access(path, os.R_OK):
-            raise UnreadableInput(f"cannot read {source}: permission denied")
-        target, fh = path, None
-    else:
-        fh = open_remote(source, attempts, timeout_s)
-        target = fh
-    try:
-        container = av.open(target, mode="r", metadata_errors="ignore")
-    except av.error.InvalidDataError:
-        _close(fh)
-        raise NotAVideo(f"{source} is not a video FFmpeg can read (unknown or invalid data)") from None
-    except av.error.FFmpegError as exc:
-        _close(fh)
-        raise CorruptVideo(f"{source} could not be opened: {exc}") from None
-    except OSError as exc:
-        _close(fh)
-        raise UnreadableInput(f"cannot read {source}: {exc}") from None
-    try:
-        yield container
-    finally:
-        try:
-            container.close()
-        finally:
-            _close(fh)
-
-
-def _close(fh) -> None:
-    if fh is not None:
-        try:
-            fh.close()
-        except Exception:  # noqa: BLE001 - closing a broken handle must not mask the real error
-            pass
 
 
 def _rotation(stream) -> int:
@@ -218,7 +95,7 @@ def probe_container(container, source: str, size_bytes: int | None = None) -> Pr
         duration = frames / fps
     audio = container.streams.audio[0] if container.streams.audio else None
     if size_bytes is None:
-        size_bytes = _size_of(source)
+        size_bytes = size_of(source)
     return ProbeInfo(
         container=container.format.name,
         size_bytes=int(size_bytes or 0),
@@ -235,21 +112,6 @@ def probe_container(container, source: str, size_bytes: int | None = None) -> Pr
         audio_codec=audio.codec_context.name if audio is not None and audio.codec_context else None,
         bit_rate=int(container.bit_rate) if container.bit_rate else None,
     )
-
-
-def _size_of(source: str) -> int:
-    if "://" not in source or source.startswith("file://"):
-        try:
-            return os.path.getsize(source[len("file://"):] if source.startswith("file://") else source)
-        except OSError:
-            return 0
-    try:
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(source)
-        return int(fs.size(path) or 0)
-    except Exception:  # noqa: BLE001 - size is informational for remote inputs
-        return 0
 
 
 def probe(source: str) -> ProbeInfo:
@@ -286,10 +148,15 @@ def check_limits(info: ProbeInfo, limits, source: str) -> None:
         raise LimitExceeded(
             f"{source} has an extreme aspect ratio ({info.width}x{info.height}, {aspect:.1f}:1), "
             f"over limits.max_aspect_ratio ({limits.max_aspect_ratio:g})")
-    if 0 < info.num_frames < limits.min_frames and info.fps > 0:
-        raise TooShort(
-            f"{source} has only {info.num_frames} frame(s); at least limits.min_frames "
-            f"({limits.min_frames}) are needed for a clip")
+    if info.fps > 0:
+        check_frames(source, info.num_frames, limits)
+
+
+def check_frames(source: str, n: int, limits, what: str = "") -> None:
+    """TooShort when a video has fewer than ``limits.min_frames`` frames (the one such check)."""
+    if 0 < n < limits.min_frames:
+        raise TooShort(f"{source} has only {n} {what}frame(s); at least limits.min_frames "
+                       f"({limits.min_frames}) are needed for a clip")
 
 
 def frame_rotation(frame: av.VideoFrame) -> int:
@@ -300,32 +167,6 @@ def frame_rotation(frame: av.VideoFrame) -> int:
     except (TypeError, ValueError):
         return 0
     return (-ccw) % 360 // 90 * 90
-
-
-def displayed_size(width: int, height: int, rotation: int) -> tuple[int, int]:
-    """The size a player shows: width and height swap for a quarter turn."""
-    return (height, width) if rotation in (90, 270) else (width, height)
-
-
-def upright(img: np.ndarray, rotation: int) -> np.ndarray:
-    """Turn a decoded picture (H, W[, C]) by ``rotation`` degrees clockwise."""
-    if not rotation:
-        return img
-    return np.ascontiguousarray(np.rot90(img, k=-(rotation // 90)))
-
-
-def to_rgb_upright(frame: av.VideoFrame, width: int, height: int, rotation: int) -> np.ndarray:
-    """RGB picture of ``width`` x ``height`` as displayed (the frame's coded size swaps for a
-    quarter turn), turned upright."""
-    cw, ch = displayed_size(width, height, rotation)
-    return upright(frame.to_ndarray(width=cw, height=ch, format="rgb24"), rotation)
-
-
-def scaled_size(width: int, height: int, target_width: int) -> tuple[int, int]:
-    """Size with the given width (never upscaled), even dimensions, aspect preserved."""
-    w = min(target_width, width)
-    h = max(2, int(round(height * w / width / 2)) * 2)
-    return max(2, w - w % 2), h
 
 
 @dataclass
@@ -442,86 +283,3 @@ def _frames_from(container, stream, source: str, stats: dict, start_pts: int | N
     yield from _decode(container, stream, source, stats)
 
 
-_PLANAR_YUV = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"}
-
-
-# Limited-range ("TV", 16-235 / 16-240) to full-range lookup tables, applied to small pictures.
-_Y_FULL = np.clip((np.arange(256) - 16) * 255.0 / 219.0 + 0.5, 0, 255).astype(np.uint8)
-_C_FULL = np.clip((np.arange(256) - 128) * 255.0 / 224.0 + 128.5, 0, 255).astype(np.uint8)
-
-
-def _full_range(frame: av.VideoFrame) -> bool:
-    return frame.format.name.startswith("yuvj") or int(getattr(frame, "color_range", 0) or 0) == 2
-
-
-def _plane(frame: av.VideoFrame, i: int) -> np.ndarray:
-    """Zero-copy view of plane ``i`` without its line padding."""
-    p = frame.planes[i]
-    return np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width]
-
-
-def shrink(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Shrink ``img`` to ``width`` x ``height`` with area averaging, cheaply.
-
-    OpenCV's INTER_AREA is fast only for exact integer ratios (2x2 box: ~20 us on a 640x360
-    plane) and 5-10x slower otherwise. So: very large ratios (beyond 1080p -> 128 px) first
-    take every k-th pixel, keeping at least 8x the target; then the picture is halved with the
-    2x2 box while it is at least twice the target, and one bilinear step covers the remaining
-    ratio (< 2). Against a true area average the result is within ~1.7 grey levels (tested).
-    """
-    k = max(1, min(img.shape[1] // (8 * width), img.shape[0] // (8 * height)))
-    if k > 1:
-        img = img[::k, ::k]
-    while img.shape[1] >= 2 * width and img.shape[0] >= 2 * height:
-        h2, w2 = img.shape[0] // 2, img.shape[1] // 2
-        img = cv2.resize(img[: 2 * h2, : 2 * w2], (w2, h2), interpolation=cv2.INTER_AREA)
-    if img.shape[1] != width or img.shape[0] != height:
-        img = cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)
-    return img
-
-
-def to_gray(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
-    """Small grey picture straight from the decoder's luma plane (no colour conversion)."""
-    if frame.format.name in _PLANAR_YUV:
-        y = shrink(_plane(frame, 0), width, height)
-        return y if _full_range(frame) else cv2.LUT(y, _Y_FULL)
-    return frame.to_ndarray(width=width, height=height, format="gray", interpolation="AREA")
-
-
-def to_bgr_grey(frame: av.VideoFrame, width: int, height: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Small BGR picture for the cut detectors and, for planar YUV, its luma at the same size.
-
-    The Y, U and V planes are shrunk separately and only the small result is converted to BGR;
-    other pixel formats go through swscale (and the grey picture is left to the caller)."""
-    if frame.format.name in _PLANAR_YUV:
-        y, u, v = (shrink(_plane(frame, i), width, height) for i in range(3))
-        if not _full_range(frame):
-            y, u, v = cv2.LUT(y, _Y_FULL), cv2.LUT(u, _C_FULL), cv2.LUT(v, _C_FULL)
-        return cv2.cvtColor(cv2.merge([y, u, v]), cv2.COLOR_YUV2BGR), y
-    return frame.to_ndarray(width=width, height=height, format="bgr24", interpolation="AREA"), None
-
-
-def motion_grey(frame: av.VideoFrame, grey: np.ndarray | None, analysis_size: tuple[int, int],
-                motion_size: tuple[int, int]) -> np.ndarray:
-    """The grey picture optical flow runs on: the cut detectors' luma (from
-    :func:`to_bgr_grey`) when both sizes match, else a fresh shrink of the frame."""
-    if grey is not None and tuple(motion_size) == tuple(analysis_size):
-        return grey
-    return to_gray(frame, *motion_size)
-
-
-def to_rgb(frame: av.VideoFrame, width: int | None = None, height: int | None = None) -> np.ndarray:
-    if width is None:
-        return frame.to_ndarray(format="rgb24")
-    return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
-
-
-def frame_step(fps: float, target_fps: float) -> int:
-    """Keep every n-th frame to sample ``target_fps`` from a ``fps`` stream."""
-    if fps <= 0:
-        return 1
-    return max(1, int(round(fps / target_fps)))
-
-
-def seconds(frames: int, fps: float) -> float:
-    return frames / fps if fps > 0 else math.nan

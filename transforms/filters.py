@@ -9,40 +9,30 @@ from __future__ import annotations
 
 import numpy as np
 
+from transforms.stages import STAGES, stage_of
+
 # Reasons that are not filters: they survive a re-filter.
 STICKY_REASONS = ("write_error",)
 
 
-def bounds(cfg) -> list[tuple[str, str, str, float]]:
-    """(reason, column, "min"|"max", value) for every active absolute bound."""
-    f = cfg.filters
-    min_dur = f.min_duration_s if f.min_duration_s is not None else cfg.clips.min_duration_s
-    spec = [
-        ("min_duration", "duration_s", "min", min_dur),
-        ("max_duration", "duration_s", "max", f.max_duration_s),
-        ("min_motion", "motion_score", "min", f.min_motion),
-        ("max_motion", "motion_score", "max", f.max_motion),
-        ("min_width", "width", "min", f.min_width),
-        ("min_height", "height", "min", f.min_height),
-        ("min_fps", "fps", "min", f.min_fps),
-        ("max_fps", "fps", "max", f.max_fps),
-        ("min_aspect_ratio", "aspect_ratio", "min", f.min_aspect_ratio),
-        ("max_aspect_ratio", "aspect_ratio", "max", f.max_aspect_ratio),
-        ("max_ocr_text_area", "ocr_text_area", "max", f.max_ocr_text_area),
-        ("min_aesthetic", "aesthetic_score", "min", f.min_aesthetic),
-        ("min_text_similarity", "text_similarity", "min", f.min_text_similarity),
-    ]
-    return [s for s in spec if s[3] is not None]
+def bounds(cfg, stages=None) -> list[tuple[str, str, str, float]]:
+    """(reason, column, "min"|"max", value) for every active absolute bound of the stages in
+    ``stages`` (None: every stage), from the registry (:data:`transforms.stages.STAGES`)."""
+    out = []
+    for stage in STAGES:
+        if stages is not None and stage.name not in stages:
+            continue
+        for b in stage.bounds:
+            value = getattr(cfg.filters, b.setting)
+            if b.setting == "min_duration_s" and value is None:
+                value = cfg.clips.min_duration_s
+            if value is not None:
+                out.append((b.reason, b.column, b.kind, value))
+    return out
 
 
 # Which column each absolute filter reads (reason -> column), for funnels and what-if tables.
-REASON_COLUMNS = {
-    "min_duration": "duration_s", "max_duration": "duration_s", "min_motion": "motion_score",
-    "max_motion": "motion_score", "min_width": "width", "min_height": "height", "min_fps": "fps",
-    "max_fps": "fps", "min_aspect_ratio": "aspect_ratio", "max_aspect_ratio": "aspect_ratio",
-    "max_ocr_text_area": "ocr_text_area", "min_aesthetic": "aesthetic_score",
-    "min_text_similarity": "text_similarity",
-}
+REASON_COLUMNS = {b.reason: b.column for s in STAGES for b in s.bounds}
 
 
 def reason_column(reason: str) -> str | None:
@@ -75,33 +65,29 @@ def percentile_thresholds(values: dict[str, list[float]], cfg) -> list[tuple[str
     return out
 
 
-def _value(row: dict, column: str):
+def _value(row, column: str):
     if column == "aspect_ratio":
-        w, h = row.get("width"), row.get("height")
+        w, h = row.width, row.height
         return w / h if w and h else None
-    return row.get(column)
+    return getattr(row, column)
 
 
-# The model stage that computes each filterable score column.
-STAGE_COLUMNS = {"ocr_text_area": "ocr", "aesthetic_score": "clip", "text_similarity": "caption"}
-
-
-def reject_reasons(row: dict, cfg, extra: list[tuple[str, str, str, float]] = (), scored=()) -> list[str]:
-    """Every filter ``row`` fails. ``scored``: the model stages whose scores are complete; a
-    bound on a model score applies once its stage has run. A clip lacking that score then is
-    rejected as ``<stage>_failed`` (a failed batch, unreadable frames) unless another filter
-    rejects it anyway: cheap filters run first, so a rejected clip is not scored by design, and
-    ``run`` and ``vidcurate filter`` must agree on it. A missing cheap score (e.g. motion of a
-    clip shorter than one flow pair) fails its own filter."""
+def reject_reasons(row, cfg, extra: list[tuple[str, str, str, float]] = (), ran=None) -> list[str]:
+    """Every filter ``row`` fails. ``ran``: the stages that have run (None: all); a stage's
+    bounds apply once it has. A clip lacking a model score then is rejected as
+    ``<stage>_failed`` (a failed batch, unreadable frames) unless another filter rejects it
+    anyway: cheap filters run first, so a rejected clip is not scored by design, and ``run``
+    and ``vidcurate filter`` must agree on it. A missing cheap score (e.g. motion of a clip
+    shorter than one flow pair) fails its own filter."""
     reasons, failed = [], []
-    for reason, column, kind, value in [*bounds(cfg), *extra]:
-        stage = STAGE_COLUMNS.get(column)
-        if stage is not None and stage not in scored:
+    for reason, column, kind, value in [*bounds(cfg, ran), *extra]:
+        stage = stage_of(column)
+        if ran is not None and stage is not None and stage.name not in ran:
             continue  # not scored (yet): the bound applies after that stage
         x = _value(row, column)
         if x is None:
-            if stage:
-                failed.append(f"{stage}_failed")
+            if stage is not None and stage.is_model:
+                failed.append(f"{stage.name}_failed")
             else:
                 reasons.append(reason)
             continue
@@ -110,12 +96,15 @@ def reject_reasons(row: dict, cfg, extra: list[tuple[str, str, str, float]] = ()
     return reasons or sorted(set(failed))
 
 
-def apply_filters(row: dict, cfg, extra: list[tuple[str, str, str, float]] = (), scored=()) -> dict:
-    """Recompute ``keep``/``reject_reasons`` from scratch (keeping only sticky reasons). The one
-    code path of ``run`` and ``vidcurate filter``; ``scored`` as in :func:`reject_reasons`."""
-    row = dict(row)
-    sticky = [r for r in (row.get("reject_reasons") or []) if r in STICKY_REASONS]
-    reasons = sorted(set(sticky) | set(reject_reasons(row, cfg, extra, scored)))
-    row["reject_reasons"] = reasons
-    row["keep"] = not reasons
-    return row
+def passes(row, cfg, extra=(), ran=None) -> bool:
+    """Routing between model stages (a cheap check; the verdict is :func:`apply_filters`'s)."""
+    return not (set(row.reject_reasons or []) & set(STICKY_REASONS)) and not reject_reasons(row, cfg, extra, ran)
+
+
+def apply_filters(row, cfg, extra: list[tuple[str, str, str, float]] = (), ran=None):
+    """The verdict: ``keep``/``reject_reasons`` from scratch (keeping only sticky reasons). The
+    one code path of ``run`` and ``vidcurate filter``; ``ran`` as in :func:`reject_reasons`."""
+    sticky = [r for r in (row.reject_reasons or []) if r in STICKY_REASONS]
+    reasons = sorted(set(sticky) | set(reject_reasons(row, cfg, extra, ran)))
+    return row.replace(reject_reasons=reasons, keep=not reasons)
+

@@ -1,12 +1,11 @@
-"""The frames the model stages read, from one decode per clip: every stage names the frame
-positions it wants and the size it wants them at; each source is opened once, its clips are
-read in order, and each wanted frame is converted once per stage size (FFmpeg's scaler, no
-full-size RGB copy)."""
+"""The frames the model stages read: every stage names the frame positions it wants and the size
+it wants them at (:class:`FrameSpec`); :func:`transforms.clips.read_clips` takes them from the
+one decode of each source. :class:`ClipWork` carries a clip through the model steps."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,39 +50,18 @@ class FrameSpec:
     size: Callable[[int, int], tuple[int, int]]
 
 
-def read_clip_frames(source: str, clips: list[dict], specs: dict[str, FrameSpec], cfg
-                     ) -> Iterator[tuple[dict, dict[str, np.ndarray] | None, str | None]]:
-    """(clip row, {stage: (k, h, w, 3) uint8 RGB}, error) for each clip of one source, decoding
-    the source once in clip order."""
-    from transforms import decode
-    from transforms.clips import ClipReader
+@dataclass
+class ClipWork:
+    """A clip on its way through the model stages: its row, the frames every stage reads
+    ({frame set: (k, h, w, 3) uint8 RGB}), what a stage hands to a later one (caption
+    candidates, CLIP image embeddings), and the failure of the last step, if it failed."""
 
-    with decode.opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
-        reader = ClipReader(container, source)
-        try:
-            for clip in sorted(clips, key=lambda c: c["start_frame"]):
-                wanted = {name: spec.positions(clip["num_frames"]) for name, spec in specs.items()}
-                sizes = {name: spec.size(clip["width"], clip["height"]) for name, spec in specs.items()}
-                every = set().union(*wanted.values()) if wanted else set()
-                got: dict[str, list] = {name: [] for name in specs}
-                try:
-                    for i, frame in enumerate(reader.frames(clip)):
-                        if i not in every:
-                            continue
-                        converted = {}
-                        for name, positions in wanted.items():
-                            if i in positions:
-                                size = sizes[name]
-                                if size not in converted:
-                                    converted[size] = decode.to_rgb_upright(frame, size[0], size[1],
-                                                                            clip.get("rotation") or 0)
-                                got[name].append(converted[size])
-                except Exception as exc:  # noqa: BLE001 - one clip's failure is data
-                    yield clip, None, f"{source}: frames of {clip['clip_id']} could not be decoded: {exc}"
-                    continue
-                if any(len(got[n]) != len(wanted[n]) for n in specs):
-                    yield clip, None, f"{source}: clip {clip['clip_id']} has fewer frames than recorded"
-                    continue
-                yield clip, {n: np.stack(v) for n, v in got.items()}, None
-        finally:
-            reader.close()
+    row: object  # a transforms.rows.ClipRow
+    frames: dict[str, np.ndarray]
+    candidates: list[dict] = field(default_factory=list)
+    image_emb: np.ndarray | None = None
+    failed: tuple[str, str, str] | None = None  # (step, error type, message)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(f.nbytes for f in self.frames.values())

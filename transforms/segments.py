@@ -1,6 +1,6 @@
 """Long videos in segments, so one long file does not serialise a run.
 
-1. ``index_video``: demux the video stream once without decoding (cheap) and sort the packet
+1. ``index_container``: demux the video stream once without decoding (cheap) and sort the packet
    timestamps: frame ``i`` of the video is the frame with the i-th smallest pts. This gives every
    segment the same global frame numbers a whole pass would count.
 2. ``plan_segments``: consecutive frame ranges of about ``analysis.segment_s`` seconds.
@@ -21,11 +21,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from transforms import decode
-from transforms.analyze import VideoAnalysis, video_id_for
+from transforms.analyze import VideoAnalysis, analyze_container, analyze_video
 from transforms.cuts.base import Boundaries
 from transforms.cuts.cascade import CutCascade, CutResult, timed_scenes
 from transforms.cuts.fades import merge_ranges
+from transforms.errors import CorruptVideo
 from transforms.motion import MotionPair, MotionSampler
+from transforms.pixels import motion_grey, scaled_size, to_bgr_grey
+from transforms.rows import video_id_for
+from transforms.storage import opened
 
 
 @dataclass
@@ -44,23 +48,37 @@ class VideoIndex:
         return (len(t) - 1) / t[-1] if len(t) > 1 and t[-1] > 0 else (self.info.fps or 25.0)
 
 
-def index_video(source: str, cfg) -> VideoIndex | None:
-    """Probe and list every frame's pts by demuxing only; None when the stream lacks pts."""
-    with decode.opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
-        info = decode.probe_container(container, source)
-        decode.check_limits(info, cfg.limits, source)
-        stream = container.streams.video[0]
-        pts = []
-        for packet in container.demux(stream):
-            if packet.size == 0:
-                continue  # the flush packet
-            if packet.pts is None:
-                return None
-            pts.append(packet.pts)
-        tb = float(stream.time_base or 0)
+def index_container(container, info: decode.ProbeInfo) -> VideoIndex | None:
+    """Every frame's pts of an open container by demuxing only; None when the stream lacks pts."""
+    stream = container.streams.video[0]
+    pts = []
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue  # the flush packet
+        if packet.pts is None:
+            return None
+        pts.append(packet.pts)
+    tb = float(stream.time_base or 0)
     if not pts or tb <= 0:
         return None
     return VideoIndex(info, np.unique(np.asarray(pts, dtype=np.int64)), tb)
+
+
+def first_pass(source: str, cfg, motion: bool = True, split_s: float | None = None, workers: int = 1):
+    """The analysis of ``source`` from one open: its :class:`VideoAnalysis`, or, for a video
+    split into segments (``split_s`` seconds each; None: decided here from the header and
+    ``analysis.segment_s``; 0.0: never), ``(index, spans)`` for :func:`transforms.segments.analyze_segment`."""
+    with opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
+        info = decode.probe_container(container, source)
+        decode.check_limits(info, cfg.limits, source)
+        if split_s is None:
+            split_s = duration_split(info.duration_s, cfg.analysis.segment_s)
+        if not split_s:
+            return analyze_container(container, info, source, cfg, motion)
+        index = index_container(container, info)
+    if index is None:  # frames without timestamps cannot be matched across segments
+        return analyze_video(source, cfg, motion)
+    return index, plan_segments(len(index.pts), index.fps, split_s, max(1, workers))
 
 
 def warmup_frames(fps: float, cfg) -> int:
@@ -72,7 +90,7 @@ def warmup_frames(fps: float, cfg) -> int:
 
 def duration_split(duration_s: float, segment_s: float) -> float:
     """Segment length for a video of ``duration_s`` under ``analysis.segment_s``: videos longer
-    than 1.5x it are split into segments of about that length; 0.0 = analysed whole."""
+    than 1.5x it are split into segments of about that length; 0.0 = analyzed whole."""
     return segment_s if segment_s > 0 and duration_s > 1.5 * segment_s else 0.0
 
 
@@ -85,6 +103,22 @@ def plan_segments(n_frames: int, fps: float, segment_s: float, multiple: int = 1
         k = -(-k // multiple) * multiple
     edges = [round(i * n_frames / k) for i in range(k + 1)]
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+@dataclass
+class Segment:
+    """Frames ``[start, end)`` of ``source``, segment ``k`` of ``total``: one unit of analysis work."""
+
+    source: str
+    k: int
+    total: int
+    index: VideoIndex
+    start: int
+    end: int
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
 
 
 @dataclass
@@ -108,14 +142,14 @@ def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, m
     lo, hi = max(0, start - warm), min(n, end + warm)
     times = index.times
     info = index.info
-    aw, ah = decode.scaled_size(info.width, info.height, cfg.analysis.width)
-    mw, mh = decode.scaled_size(info.width, info.height, cfg.motion.width)
+    aw, ah = scaled_size(info.width, info.height, cfg.analysis.width)
+    mw, mh = scaled_size(info.width, info.height, cfg.motion.width)
     cascade = CutCascade(fps, cfg.cuts, timestamps=True)
     sampler = MotionSampler(fps, cfg.motion.fps, cfg.motion.method) if motion else None
     global_of: list[int] = []  # local position -> global frame number
     stats: dict = {}
     rotation = 0
-    with decode.opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
+    with opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
         for df in decode.iter_frames(container, source, cfg.analysis.decode_threads, start_pts=int(index.pts[lo]),
                                      skip_loop_filter=cfg.analysis.skip_loop_filter, stats=stats):
             if df.index == 0:
@@ -129,13 +163,13 @@ def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, m
                 break
             local = len(global_of)
             global_of.append(g)
-            bgr, grey = decode.to_bgr_grey(df.frame, aw, ah)
+            bgr, grey = to_bgr_grey(df.frame, aw, ah)
             cascade.push(local, bgr, grey, float(times[g]))
             if sampler is not None and sampler.wants(times[g]):
-                sampler.push(g, float(times[g]), decode.motion_grey(df.frame, grey, (aw, ah), (mw, mh)))
+                sampler.push(g, float(times[g]), motion_grey(df.frame, grey, (aw, ah), (mw, mh)))
     m = len(global_of)
     if m == 0:
-        raise decode.CorruptVideo(f"{source}: no frame of {start}-{end} could be decoded")
+        raise CorruptVideo(f"{source}: no frame of {start}-{end} could be decoded")
     b: Boundaries = cascade.finish(m)
     g_of = np.asarray(global_of + [hi])
 
@@ -155,29 +189,30 @@ def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, m
     return result
 
 
-def merge_segments(source: str, cfg, index: VideoIndex, results: list[SegmentResult]) -> VideoAnalysis:
+def merge_segments(source: str, cfg, index: VideoIndex, results: list[SegmentResult], total: int | None = None
+                   ) -> VideoAnalysis:
+    """One analysis from a video's segment results (``total``: how many there should be)."""
+    if total is not None and len(results) != total:
+        raise CorruptVideo(f"{source}: only {len(results)} of {total} segments analyzed")
     results = sorted(results, key=lambda r: r.start)
     n = len(index.pts)
-    if n < cfg.limits.min_frames:
-        raise decode.TooShort(f"{source} has only {n} frame(s); at least limits.min_frames "
-                              f"({cfg.limits.min_frames}) are needed for a clip")
+    decode.check_frames(source, n, cfg.limits)
     fps = index.fps
     cuts = sorted({c for r in results for c in r.cuts})
     gaps = merge_ranges([g for r in results for g in r.gaps])
     pairs = sorted({(a, b): s for r in results for a, b, s in r.motion}.items())
     scenes = timed_scenes(n, cuts, gaps, cfg.cuts.boundary_margin_frames, cfg.cuts.min_scene_s, index.times, fps)
-    events = [("cut", c, c) for c in cuts] + [("gap", a, b) for a, b in gaps]
     info = dataclasses.replace(index.info, rotation=results[0].rotation if results else 0)
     errors = sum(r.decode_errors for r in results)
-    return VideoAnalysis(source, video_id_for(source), info, n, fps, CutResult(scenes, cuts, gaps, events),
+    return VideoAnalysis(source, video_id_for(source), info, n, fps, CutResult(scenes, cuts, gaps),
                          [MotionPair(a, b, s) for (a, b), s in pairs], index.pts, index.times,
                          sum(r.seconds for r in results), errors, None, errors)
 
 
 def analyze_in_segments(source: str, cfg, segment_s: float, motion: bool = True) -> VideoAnalysis:
-    """One-call version (one process): index, analyse every segment, merge."""
-    index = index_video(source, cfg)
-    if index is None:
-        raise ValueError(f"{source}: frames lack timestamps; analyse it whole")
-    spans = plan_segments(len(index.pts), index.fps, segment_s)
+    """One-call version (one process): index, analyze every segment, merge."""
+    planned = first_pass(source, cfg, motion, split_s=segment_s)
+    if not isinstance(planned, tuple):
+        return planned  # frames without timestamps: analyzed whole
+    index, spans = planned
     return merge_segments(source, cfg, index, [analyze_segment(source, cfg, index, a, b, motion) for a, b in spans])

@@ -3,9 +3,12 @@ reproducible tars (sorted members, fixed mtime/owner), appearing atomically (tem
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import math
 import os
+import shutil
 import tarfile
 import tempfile
 
@@ -27,8 +30,8 @@ def safe_key(key: str) -> str:
     return key
 
 
-class ShardWriter:
-    """``with ShardWriter(path) as w: w.write({"__key__": k, "mp4": ..., "json": {...}})``.
+class TarWriter:
+    """One tar: ``with TarWriter(path) as w: w.write({"__key__": k, "mp4": ..., "json": {...}})``.
 
     Values may be bytes, str (UTF-8), dict/list (JSON) or ``{"path": file}`` to stream a file.
     The tar is written to a temp file in the same directory, fsynced and renamed on success.
@@ -91,3 +94,53 @@ def pack(sizes: list[tuple[str, int]], max_count: int, max_bytes: int) -> list[l
     if cur:
         groups.append(cur)
     return groups
+
+
+def sample(key: str, media: dict, meta: dict, caption: str | None = None) -> dict:
+    """The WebDataset sample of one clip: ``<key>.mp4``, ``.jpg`` (middle frame), ``.json`` (its
+    row) and, when it has one, ``.txt`` (its caption)."""
+    out = {"__key__": key, "mp4": {"path": media["mp4"]}, "jpg": {"path": media["jpg"]}, "json": meta}
+    if caption:
+        out["txt"] = caption
+    return out
+
+
+def shard_name(bucket: int, k: int) -> str:
+    return f"shard-{bucket:05d}-{k:04d}.tar"
+
+
+def bucket_count(clips: int, size: int, max_clips: int, max_bytes: int) -> int:
+    """How many buckets (each packed into one or more shards) a set of clips is spread over."""
+    return max(1, math.ceil(clips / max_clips), math.ceil(size / max_bytes))
+
+
+def stable_bucket(key: str, buckets: int) -> int:
+    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % max(1, buckets)
+
+
+def iter_members(path: str, extensions: tuple[str, ...] | None = ("mp4", "jpg")):
+    """``(key, extension, file object)`` of every regular member of a tar (with one of
+    ``extensions``; None: all), in tar order: the one tar reader, streaming."""
+    with tarfile.open(path) as tar:
+        for member in tar:
+            key, _, ext = member.name.partition(".")
+            if member.isfile() and (extensions is None or ext in extensions):
+                with tar.extractfile(member) as fh:
+                    yield key, ext, fh
+
+
+def extract_samples(path: str, wanted: set[str], dest_for, extensions: tuple[str, ...] = ("mp4", "jpg")
+                    ) -> dict[str, dict[str, str]]:
+    """Copy the members of samples ``wanted`` out of the tar at ``path``: ``dest_for(key)`` is
+    the directory each sample's files go to. Returns ``{key: {extension: file}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for key, ext, fh in iter_members(path, extensions):
+        if key not in wanted:
+            continue
+        directory = dest_for(key)
+        os.makedirs(directory, exist_ok=True)
+        target = os.path.join(directory, f"{safe_key(key)}.{ext}")
+        with open(target, "wb") as dst:
+            shutil.copyfileobj(fh, dst)
+        out.setdefault(key, {})[ext] = target
+    return out

@@ -5,12 +5,11 @@ from transforms.cuts.base import Boundaries, FrameDetector
 from transforms.cuts.cascade import CutCascade, CutResult, scenes_from
 
 
-def detect_scenes(source: str, cfg=None) -> CutResult:
-    """Decode ``source`` once at analysis size and return its shots (frame ranges)."""
-    from pipeline.config import Config
+def detect_scenes(source: str, cfg) -> CutResult:
+    """Decode ``source`` once at analysis size and return its shots (frame ranges); ``cfg``
+    is a :class:`pipeline.config.Config` (``Config()`` for the defaults)."""
     from transforms.analyze import analyze_video
 
-    cfg = cfg or Config()
     return analyze_video(source, cfg, motion=False).cuts
 
 

@@ -21,14 +21,11 @@ import numpy as np
 class Boundaries:
     cuts: list[int] = field(default_factory=list)
     gaps: list[tuple[int, int]] = field(default_factory=list)
-    # Which detector found what, for debugging and the run report: (kind, start, end).
-    events: list[tuple[str, int, int]] = field(default_factory=list)
 
     def merge(self, other: Boundaries) -> Boundaries:
         return Boundaries(
             sorted(set(self.cuts) | set(other.cuts)),
             sorted(set(self.gaps) | set(other.gaps)),
-            self.events + other.events,
         )
 
 

@@ -23,7 +23,6 @@ class CutResult:
     scenes: list[tuple[int, int]]  # [start, end) frame ranges of usable shot content
     cuts: list[int]
     gaps: list[tuple[int, int]]
-    events: list[tuple[str, int, int]]
 
 
 def scenes_from(num_frames: int, cuts: list[int], gaps: list[tuple[int, int]],
@@ -96,7 +95,7 @@ class CutCascade(FrameDetector):
         max_ramp = int(round(self.cfg.max_transition_s * self.fps))
         fades = find_fades(np.asarray(self.gradual.luma), self.cfg.fade_black_level, max_ramp,
                            contrast=np.asarray(self.gradual.contrast))
-        fade_b = Boundaries(gaps=fades, events=[("fade", a, b) for a, b in fades])
+        fade_b = Boundaries(gaps=fades)
         grad = self.gradual.finish(num_frames, hard.cuts, hard.gaps + fades)
         return hard.merge(fade_b).merge(grad)
 
@@ -111,4 +110,4 @@ class CutCascade(FrameDetector):
         else:
             min_len = max(1, int(round(self.cfg.min_scene_s * self.fps)))
             scenes = scenes_from(num_frames, b.cuts, gaps, self.cfg.boundary_margin_frames, min_len)
-        return CutResult(scenes, b.cuts, gaps, b.events)
+        return CutResult(scenes, b.cuts, gaps)

@@ -126,4 +126,4 @@ class PySceneDetectLevel(FrameDetector):
         for tc in self._det.post_process(self._tc(self._last_index, self._last_t)):
             self.cut_frames.append(self._frame(tc))
         cuts = sorted(c for c in set(self.cut_frames) if 0 < c < num_frames)
-        return Boundaries(cuts=cuts, events=[(self.name, c, c) for c in cuts])
+        return Boundaries(cuts=cuts)

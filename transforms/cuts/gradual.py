@@ -92,7 +92,6 @@ class GradualTransitionDetector(FrameDetector):
             for c in level.cut_frames[before:]:
                 self._check(c - level.stride, c)
         d1 = np.asarray(self.d1)
-        events = []
         windows = []
         for a, b, score in sorted(set(self.candidates)):
             if any(a < c <= b for c in hard_cuts):
@@ -115,13 +114,10 @@ class GradualTransitionDetector(FrameDetector):
         gaps = []
         for a, b, score in windows:
             if (a, b, score) not in accepted:
-                events.append(("rejected-motion", a, b))
-                continue
+                continue  # motion, not a blend
             start, end = self._locate(d1, a, b)
             gaps.append((start, end))
-        gaps = merge_ranges(gaps)
-        events += [("gradual", a, b) for a, b in gaps]
-        return Boundaries(gaps=gaps, events=events)
+        return Boundaries(gaps=merge_ranges(gaps))
 
     def _locate(self, d1: np.ndarray, a: int, b: int) -> tuple[int, int]:
         """Grow window [a, b] over frames whose lag-1 change is above the local baseline."""

@@ -86,15 +86,13 @@ class TransNetV2Detector(FrameDetector):
             self._buf += [self._buf[-1]] * (self.WINDOW - len(self._buf))
             self._run()
         probs = np.asarray(self.probs[:num_frames])
-        cuts, gaps, events = [], [], []
+        cuts, gaps = [], []
         for a, b in _runs(probs > self.threshold):
             if b - a <= 2:
                 # TransNetV2 marks the last frame of the old shot (and sometimes the first of
                 # the new one): the new shot starts right after the run.
                 if 0 < b < num_frames:
                     cuts.append(b)
-                    events.append(("transnetv2-cut", b, b))
             else:
                 gaps.append((a, b))
-                events.append(("transnetv2-gradual", a, b))
-        return Boundaries(cuts=cuts, gaps=gaps, events=events)
+        return Boundaries(cuts=cuts, gaps=gaps)

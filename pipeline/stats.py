@@ -7,12 +7,13 @@ import os
 
 import numpy as np
 
-from pipeline.run import read_table
+from pipeline.summary import error_counts, video_counts
+from pipeline.tables import read_rows
 from transforms.filters import reason_column
+from transforms.stages import summarised_columns
 
-# Score columns summarised when present (model stages add theirs).
-SCORE_COLUMNS = ("duration_s", "motion_score", "fps", "width", "height", "ocr_text_area",
-                 "aesthetic_score", "text_similarity")
+# Score columns summarised when present (the registry's, and the clip's size and rate).
+SCORE_COLUMNS = summarised_columns()
 PERCENTILES = (1, 5, 12.5, 25, 50, 75, 95, 99)
 
 
@@ -42,11 +43,6 @@ def query(run_dir: str, sql: str):
         con.close()
 
 
-def _rows(run_dir: str, name: str) -> list[dict]:
-    table = read_table(run_dir, name)
-    return table.to_pylist() if table is not None else []
-
-
 def funnel(clips: list[dict]) -> list[dict]:
     """Per reject reason: clips and hours it removes, and how many only it removes."""
     reasons = sorted({r for c in clips for r in c["reject_reasons"] or []})
@@ -74,35 +70,26 @@ def stats(run_dir: str) -> dict:
     from pipeline import rundir
 
     run_dir = rundir.resolve(run_dir)
-    videos, clips, errors = _rows(run_dir, "videos"), _rows(run_dir, "clips"), _rows(run_dir, "errors")
+    videos, clips, errors = read_rows(run_dir, "videos"), read_rows(run_dir, "clips"), read_rows(run_dir, "errors")
     if not videos and not clips:
         raise ValueError(f"{run_dir} has no videos or clips table; is it a vidcurate run directory?")
-    ok = [v for v in videos if v["status"] == "ok"]
-    partial = [v for v in videos if v["status"] == "partial"]
-    no_shot = [v for v in videos if v["status"] == "no_usable_shot"]
     kept = [c for c in clips if c["keep"]]
-    by_type: dict[str, int] = {}
-    for e in errors:
-        key = f"{e['stage']}:{e['error_type']}"
-        by_type[key] = by_type.get(key, 0) + 1
     return {
-        "videos": {"total": len(videos), "ok": len(ok), "partial": len(partial), "no_usable_shot": len(no_shot),
-                   "error": len(videos) - len(ok) - len(partial) - len(no_shot),
-                   "hours": sum(v["duration_s"] or 0 for v in ok + partial) / 3600},
+        "videos": video_counts(videos),
         "clips": {"total": len(clips), "kept": len(kept),
                   "hours": sum(c["duration_s"] or 0 for c in clips) / 3600,
                   "hours_kept": sum(c["duration_s"] or 0 for c in kept) / 3600,
                   "shards": len({c["shard"] for c in kept if c["shard"]})},
         "funnel": funnel(clips),
         "scores": score_percentiles(clips),
-        "errors": dict(sorted(by_type.items())),
+        "errors": error_counts(errors),
     }
 
 
 def what_if(run_dir: str, column: str, percents=(12.5, 25, 50), values=None, top: bool = False) -> list[dict]:
     """Clips and hours each candidate cut on ``column`` would keep, among clips that pass every
     other filter (rows whose only reasons concern this column count as passing)."""
-    clips = _rows(run_dir, "clips")
+    clips = read_rows(run_dir, "clips")
     if clips and column not in clips[0]:
         raise ValueError(f"no column {column!r} in the clips table")
     vals = np.asarray([c[column] for c in clips if c.get(column) is not None], dtype=np.float64)
