@@ -59,15 +59,22 @@ def with_audio(source: str, video_path: str, clip: dict, out_dir: str, cfg) -> s
             b = max(a, int(round((t1 - first_t) * rate)))
             pad = max(0, int(round((first_t - t0) * rate)))  # audio starts after the clip: silence first
             samples = np.concatenate([np.zeros((samples.shape[0], pad), samples.dtype), samples[:, a:b]], axis=1)
-            samples = samples[:, : int(round((t1 - t0) * rate))]
-            for i in range(0, samples.shape[1], 1024):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + 1024]), format="fltp",
-                                                layout="stereo")
-                af.sample_rate = rate
-                af.pts = i
-                for packet in aout.encode(af):
-                    out.mux(packet)
-        for packet in aout.encode(None):
-            out.mux(packet)
+            encode_samples(out, aout, samples[:, : int(round((t1 - t0) * rate))], rate, flush=False)
+        encode_samples(out, aout, np.zeros((2, 0), np.float32), rate)
     os.remove(video_path)
     return merged
+
+
+def encode_samples(out, stream, samples: np.ndarray, rate: int, flush: bool = True) -> None:
+    """Encode float32 samples (channels, n; 1 = mono, 2 = stereo) into ``stream`` in frames of
+    1024, then (``flush``) drain the encoder."""
+    layout, fmt = ("mono", "flt") if samples.shape[0] == 1 else ("stereo", "fltp")
+    for i in range(0, samples.shape[1], 1024):
+        af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + 1024]), format=fmt, layout=layout)
+        af.sample_rate = rate
+        af.pts = i
+        for packet in stream.encode(af):
+            out.mux(packet)
+    if flush:
+        for packet in stream.encode(None):
+            out.mux(packet)
