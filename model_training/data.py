@@ -29,6 +29,9 @@ class DataConfig:
     min_motion: float | None = None
     val_samples: int = 8            # held out from the last shard for validation
     caption_key: str = "caption"
+    # Frame windows per clip in the latent cache (`vidcurate encode`): epoch e trains on window
+    # e % N, the window the mp4 path would draw in epoch e. Each window costs one autoencoder pass.
+    cached_windows: int = 4
 
 
 def shard_split(urls: list[str], rank: int, world: int) -> list[str]:
@@ -93,6 +96,26 @@ def clip_offset(key: str, epoch: int, span: int, num_frames: int) -> int:
     return (int.from_bytes(key.encode()[:8].ljust(8, b"\0"), "little") * 2654435761 + epoch * 40503) % (room + 1)
 
 
+def window_offsets(key: str, meta: dict, cfg: DataConfig, epochs: int) -> tuple[list[int], list[int]]:
+    """The distinct start frames the mp4 path draws for this clip in epochs 0..epochs-1, and
+    which of them each epoch uses (short clips repeat theirs)."""
+    span = (cfg.frames - 1) * cfg.stride + 1
+    offsets: list[int] = []
+    of_epoch = []
+    for epoch in range(max(1, epochs)):
+        offset = clip_offset(key, epoch, span, int(meta.get("num_frames") or span))
+        if offset not in offsets:
+            offsets.append(offset)
+        of_epoch.append(offsets.index(offset))
+    return offsets, of_epoch
+
+
+def latent_window(meta: dict, epoch: int, windows: int) -> int:
+    """The cached window epoch ``epoch`` trains on (the one its mp4 offset was encoded from)."""
+    of_epoch = meta.get("latent_window_of_epoch") or [0]
+    return min(int(of_epoch[epoch % len(of_epoch)]), windows - 1)
+
+
 def prepare(sample: dict, cfg: DataConfig, epoch: int) -> dict | None:
     """A raw tar sample -> a training example, or None when filtered out / unusable."""
     meta = json.loads(sample["json"]) if "json" in sample else {}
@@ -102,7 +125,10 @@ def prepare(sample: dict, cfg: DataConfig, epoch: int) -> dict | None:
     base = {"key": sample["__key__"], "caption": caption, "fps": float(meta.get("fps") or 24.0) / cfg.stride,
             "motion": float(meta.get("motion_score") or 0.0)}
     if "latents.npy" in sample:
-        lat = np.load(io.BytesIO(sample["latents.npy"]))           # (T, C, h, w) float16
+        lat = np.load(io.BytesIO(sample["latents.npy"]))           # (W, T, C, h, w) float16 windows
+        if lat.ndim == 4:                                           # a cache of one window (older)
+            lat = lat[None]
+        lat = lat[latent_window(meta, epoch, len(lat))]            # (T, C, h, w)
         if lat.shape[0] < cfg.frames:
             return None
         out = dict(base, latents=torch.from_numpy(lat[:cfg.frames].astype(np.float32)),

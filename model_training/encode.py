@@ -4,11 +4,13 @@ decoding, the autoencoder and the text encoder.
     vidcurate encode --shards 'runs/example/current/shards/*.tar' --config model_training/configs/tiny.yaml --out runs/latents
 
 Each input shard becomes ``<out>/latent-<shard name>`` holding, per clip, ``<key>.latents.npy``
-((T, C, h, w) float16 raw latents of the training frames: ``data.frames`` frames every
-``data.stride`` from the clip's epoch-0 window, in its size bucket), ``<key>.text.npy`` (the
-caption's embedding, float16) and ``<key>.json`` (the clip row). A finished latent shard is never
-redone (written to a temp file and renamed), so an interrupted job resumes. One clip window is
-frozen per clip: the mp4 path picks a new window each epoch, the cache does not.
+((W, T, C, h, w) float16 raw latents of the training frames: for each of up to
+``data.cached_windows`` windows, ``data.frames`` frames every ``data.stride`` from the start frame
+the mp4 path draws in epoch 0, 1, ..., in the clip's size bucket), ``<key>.text.npy`` (the
+caption's embedding, float16) and ``<key>.json`` (the clip row, plus ``latent_window_of_epoch``:
+the window each epoch trains on, so epoch e of the cache sees what epoch e of the mp4 path does).
+A finished latent shard is never redone (written to a temp file and renamed), so an interrupted
+job resumes.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def encode_shard(path: str, out_dir: str, cfg, ae, text_encoder) -> dict:
     """Pure function: one mp4 shard -> one latent shard. Returns counts."""
     import torch
 
-    from model_training.data import iter_tar, prepare
+    from model_training.data import iter_tar, prepare, window_offsets
     from transforms.shards import TarWriter
 
     target = os.path.join(out_dir, "latent-" + os.path.basename(path))
@@ -46,17 +48,24 @@ def encode_shard(path: str, out_dir: str, cfg, ae, text_encoder) -> dict:
     written = skipped = 0
     with TarWriter(target) as writer:
         for raw in iter_tar(path):
-            ex = prepare(raw, cfg.data, 0)
-            if ex is None or "frames" not in ex:
+            meta = json.loads(raw.get("json", b"{}"))
+            offsets, of_epoch = window_offsets(raw["__key__"], meta, cfg.data, cfg.data.cached_windows)
+            windows = []
+            for epoch in (of_epoch.index(w) for w in range(len(offsets))):  # first epoch of each window
+                ex = prepare(raw, cfg.data, epoch)
+                if ex is None or "frames" not in ex:
+                    break
+                with torch.no_grad():
+                    windows.append(ae.encode(ex["frames"]))                  # (T, C, h, w)
+            if len(windows) != len(offsets):
                 skipped += 1
                 continue
             with torch.no_grad():
-                z = ae.encode(ex["frames"])                                 # (T, C, h, w)
                 text = text_encoder([ex["caption"]])[0]
             writer.write({"__key__": raw["__key__"],
-                          "latents.npy": npy_bytes(z.numpy().astype(np.float16)),
+                          "latents.npy": npy_bytes(torch.stack(windows).numpy().astype(np.float16)),
                           "text.npy": npy_bytes(text.numpy().astype(np.float16)),
-                          "json": json.loads(raw.get("json", b"{}"))})
+                          "json": dict(meta, latent_window_of_epoch=of_epoch)})
             written += 1
     return {"shard": target, "written": written, "skipped": skipped, "existing": False}
 

@@ -175,7 +175,8 @@ def test_torchrun_two_processes_train_on_disjoint_shards(shards, text_model, tmp
 @needs_taef2
 def test_encode_latent_cache_then_train_from_it(shards, text_model, tmp_path):
     """`vidcurate encode` (a Beam job) writes latent shards equal to encoding the same frames
-    directly; it resumes without redoing shards; training reads the latent shards."""
+    directly, one window per epoch the mp4 path would draw; it resumes without redoing shards;
+    training reads the latent shards."""
     from model_training.autoencoder import load_autoencoder
     from model_training.data import iter_tar, prepare
     from model_training.encode import encode
@@ -187,13 +188,21 @@ def test_encode_latent_cache_then_train_from_it(shards, text_model, tmp_path):
     assert len(results) == len(shards) and sum(r["written"] for r in results) >= 8
     assert all(r["existing"] for r in encode(shards, cfg, str(out), ["--direct_num_workers=2"]))
     latent_shards = sorted(str(p) for p in out.glob("latent-*.tar"))
-    cached = next(iter_tar(latent_shards[0]))
-    raw = next(r for r in iter_tar(shards[0]) if r["__key__"] == cached["__key__"])
-    ex = prepare(raw, cfg.data, 0)
+    ae = load_autoencoder(cfg.autoencoder)
     import io
-    z = np.load(io.BytesIO(cached["latents.npy"]))
-    assert z.shape == (8, 32, 8, 8) and z.dtype == np.float16
-    np.testing.assert_allclose(z.astype(np.float32), load_autoencoder(cfg.autoencoder).encode(ex["frames"]).numpy(), atol=2e-2)
+    multi = 0
+    for cached in iter_tar(latent_shards[0]):
+        raw = next(r for r in iter_tar(shards[0]) if r["__key__"] == cached["__key__"])
+        z = np.load(io.BytesIO(cached["latents.npy"]))
+        assert z.ndim == 5 and z.shape[1:] == (8, 32, 8, 8) and z.dtype == np.float16
+        assert 1 <= len(z) <= cfg.data.cached_windows
+        multi += len(z) > 1
+        # Epoch e of the cache trains on what epoch e of the mp4 path decodes (a new window each epoch).
+        for epoch in range(cfg.data.cached_windows):
+            ex = prepare(raw, cfg.data, epoch)
+            np.testing.assert_allclose(prepare(cached, cfg.data, epoch)["latents"].numpy(),
+                                       ae.encode(ex["frames"]).numpy(), atol=2e-2)
+    assert multi > 0  # clips longer than one window get several
     text = np.load(io.BytesIO(cached["text.npy"])).astype(np.float32)
     np.testing.assert_allclose(text, TextEncoder(cfg.text)([ex["caption"]])[0].numpy(), atol=2e-3)
     train(latent_shards, cfg, str(tmp_path / "train"), progress=False)
