@@ -51,9 +51,9 @@ def emit(record: dict):
 
 
 class _Finishing(beam.DoFn):
-    def __init__(self, cfg, output: str | None, motion: bool):
-        self.cfg, self.output, self.motion = cfg, output, motion
-        self.key = resume.analysis_key(cfg, motion)
+    def __init__(self, cfg, output: str | None, motion: bool, camera: bool = False):
+        self.cfg, self.output, self.motion, self.camera = cfg, output, motion, camera
+        self.key = resume.analysis_key(cfg, motion, camera)
         self.videos = Metrics.counter("vidcurate", "videos_analyzed")
         self.failures = Metrics.counter("vidcurate", "videos_failed")
         self.clips = Metrics.counter("vidcurate", "clips_found")
@@ -71,8 +71,8 @@ class AnalyzeOrPlanFn(_Finishing):
     """``(source, split_s)`` -> the video's outputs, or its segments (tag ``segments``) when it
     is long (see :func:`transforms.analyze.first_pass`: one open either way)."""
 
-    def __init__(self, cfg, output=None, motion=True, workers: int = 0):
-        super().__init__(cfg, output, motion)
+    def __init__(self, cfg, output=None, motion=True, workers: int = 0, camera: bool = False):
+        super().__init__(cfg, output, motion, camera)
         self.workers = workers
         self.split = Metrics.counter("vidcurate", "videos_split_into_segments")
 
@@ -82,7 +82,7 @@ class AnalyzeOrPlanFn(_Finishing):
 
         source, split_s = element if isinstance(element, tuple) else (element, None)
         try:
-            planned = first_pass(source, self.cfg, self.motion, split_s, self.workers)
+            planned = first_pass(source, self.cfg, self.motion, split_s, self.workers, self.camera)
             if isinstance(planned, tuple):
                 index, spans = planned
                 self.split.inc()
@@ -98,8 +98,8 @@ class AnalyzeOrPlanFn(_Finishing):
 class AnalyzeSegmentFn(beam.DoFn):
     """segment -> (video_id, (segment, its result or None, its failure or None))"""
 
-    def __init__(self, cfg, motion: bool = True):
-        self.cfg, self.motion = cfg, motion
+    def __init__(self, cfg, motion: bool = True, camera: bool = False):
+        self.cfg, self.motion, self.camera = cfg, motion, camera
 
     def setup(self):
         one_thread_per_worker()
@@ -108,7 +108,7 @@ class AnalyzeSegmentFn(beam.DoFn):
         from transforms.segments import analyze_segment
 
         try:
-            result = analyze_segment(seg.source, self.cfg, seg.index, seg.start, seg.end, self.motion)
+            result = analyze_segment(seg.source, self.cfg, seg.index, seg.start, seg.end, self.motion, self.camera)
             yield video_id_for(seg.source), (seg, result, None)
         except Exception as exc:  # noqa: BLE001 - failures are data
             yield video_id_for(seg.source), (seg, None, failed(seg.source, exc))
@@ -134,24 +134,24 @@ class MergeSegmentsFn(_Finishing):
 class AnalyzeVideos(beam.PTransform):
     """sources -> {"videos", "clips", "errors"} (typed rows)."""
 
-    def __init__(self, cfg, output=None, motion=True, workers: int = 0):
-        """``workers`` > 1 (local runner): sources are ``(bucket, (source, split_s))`` planned by
+    def __init__(self, cfg, output=None, motion=True, workers: int = 0, camera: bool = False):
+        """``camera``: also fit the camera's motion to the flow (stage camera). ``workers`` > 1 (local runner): sources are ``(bucket, (source, split_s))`` planned by
         :func:`pipeline.balance.plan_work`, each bucket on one worker, and segments of long
         videos are dealt out by cost too. Otherwise sources are plain and reshuffled."""
         super().__init__()
-        self.cfg, self.output, self.motion, self.workers = cfg, output, motion, workers
+        self.cfg, self.output, self.motion, self.workers, self.camera = cfg, output, motion, workers, camera
 
     def expand(self, sources):
         spread = (sources | "DealToWorkers" >> balance.DealToWorkers() if self.workers > 1
                   else sources | "SpreadOverWorkers" >> beam.Reshuffle())
         planned = (spread
-                   | "AnalyzeOrPlan" >> beam.ParDo(AnalyzeOrPlanFn(self.cfg, self.output, self.motion, self.workers))
+                   | "AnalyzeOrPlan" >> beam.ParDo(AnalyzeOrPlanFn(self.cfg, self.output, self.motion, self.workers, self.camera))
                    .with_outputs(SEGMENTS, CLIPS, ERRORS, main=VIDEOS))
         merged = (planned[SEGMENTS]
                   | "SpreadSegments" >> balance.Deal(self.workers, balance.segment_cost)
-                  | "AnalyzeSegments" >> beam.ParDo(AnalyzeSegmentFn(self.cfg, self.motion))
+                  | "AnalyzeSegments" >> beam.ParDo(AnalyzeSegmentFn(self.cfg, self.motion, self.camera))
                   | "GroupSegments" >> beam.GroupByKey()
-                  | "MergeSegments" >> beam.ParDo(MergeSegmentsFn(self.cfg, self.output, self.motion))
+                  | "MergeSegments" >> beam.ParDo(MergeSegmentsFn(self.cfg, self.output, self.motion, self.camera))
                   .with_outputs(CLIPS, ERRORS, main=VIDEOS))
         return {tag: (planned[tag], merged[tag]) | f"Join{tag.title()}" >> beam.Flatten()
                 for tag in (VIDEOS, CLIPS, ERRORS)}

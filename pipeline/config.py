@@ -17,10 +17,10 @@ from pathlib import Path
 import yaml
 
 from pipeline.config_checks import ConfigError, check_ranges, coerce
-from pipeline.config_models import CaptionConfig, ClipModelConfig, FuserConfig, OcrConfig
+from pipeline.config_stages import CameraConfig, CaptionConfig, ClipModelConfig, FuserConfig, MotionConfig, OcrConfig
 
-__all__ = ["CaptionConfig", "ClipModelConfig", "Config", "ConfigError", "FuserConfig", "OcrConfig",
-           "load_config", "with_changes"]
+__all__ = ["CameraConfig", "CaptionConfig", "ClipModelConfig", "Config", "ConfigError", "FuserConfig",
+           "MotionConfig", "OcrConfig", "load_config", "with_changes"]
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "beam_config.yaml"
 
@@ -122,19 +122,6 @@ class ClipsConfig:
 
 
 @dataclass(frozen=True)
-class MotionConfig:
-    # "farneback" or "dis" (OpenCV dense optical flow).
-    method: str = "farneback"
-    # Frames per second at which flow is measured (SVD: 2 fps).
-    fps: float = 2.0
-    # Width of the grey picture flow runs on; the score is divided by it, so it is
-    # resolution independent: percent of the frame width moved per second. At the analysis
-    # width (128) flow reuses the cut detectors' luma picture; against 160 px, clip scores keep
-    # their order (Spearman 0.996 on the shared videos) at ~0.6x the flow cost.
-    width: int = 128
-
-
-@dataclass(frozen=True)
 class FiltersConfig:
     # Absolute bounds; null disables a bound. Clips failing any bound get keep=false and the
     # bound's name in reject_reasons. Scores are always recorded, so `vidcurate filter` can
@@ -160,6 +147,8 @@ class FiltersConfig:
     # top) N percent, e.g. {motion_score: 25} drops the 25% least moving clips.
     drop_bottom_percent: dict[str, float] = field(default_factory=dict)
     drop_top_percent: dict[str, float] = field(default_factory=dict)
+    # Camera-motion labels to reject (stage camera), e.g. [shaky, complex].
+    exclude_camera_motion: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -192,6 +181,7 @@ class Config:
     cuts: CutsConfig = field(default_factory=CutsConfig)
     clips: ClipsConfig = field(default_factory=ClipsConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
     ocr: OcrConfig = field(default_factory=OcrConfig)
     clip_model: ClipModelConfig = field(default_factory=ClipModelConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)

@@ -33,12 +33,13 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def analysis_key(cfg, motion: bool = True) -> str:
+def analysis_key(cfg, motion: bool = True, camera: bool = False) -> str:
     """Everything a video's analysis and clip spans depend on (not the filters: a filter
     change does not force re-analysis)."""
     d = cfg.to_dict()
     return _digest({k: d[k] for k in ("limits", "analysis", "cuts", "motion")} |
-                   {"clips": {"max_duration_s": d["clips"]["max_duration_s"]}, "with_motion": motion})
+                   {"clips": {"max_duration_s": d["clips"]["max_duration_s"]}, "with_motion": motion} |
+                   ({"camera": d["camera"]} if camera else {}))
 
 
 def media_key(cfg) -> str:

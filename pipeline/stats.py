@@ -83,7 +83,20 @@ def stats(run_dir: str) -> dict:
         "funnel": funnel(clips),
         "scores": score_percentiles(clips),
         "errors": error_counts(errors),
+        "camera_motion": camera_counts(clips),
     }
+
+
+def camera_counts(clips: list[dict]) -> dict[str, dict]:
+    """camera_motion label -> clips and kept clips (empty when the camera stage did not run)."""
+    out: dict[str, dict] = {}
+    for c in clips:
+        label = c.get("camera_motion")
+        if label:
+            entry = out.setdefault(label, {"clips": 0, "kept": 0})
+            entry["clips"] += 1
+            entry["kept"] += bool(c["keep"])
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["clips"]))
 
 
 def what_if(run_dir: str, column: str, percents=(12.5, 25, 50), values=None, top: bool = False) -> list[dict]:
@@ -124,6 +137,9 @@ def render_stats(s: dict) -> str:
               f"  {'column':<16}{'n':>6}" + "".join(f"{'p' + format(p, 'g'):>9}" for p in PERCENTILES)]
     for col, d in s["scores"].items():
         lines.append(f"  {col:<16}{d['count']:>6}" + "".join(f"{d['p' + format(p, 'g')]:>9.3g}" for p in PERCENTILES))
+    if s.get("camera_motion"):
+        lines += ["", "camera motion (clips, kept)"]
+        lines += [f"  {k:<16}{v['clips']:>6}{v['kept']:>6}" for k, v in s["camera_motion"].items()]
     lines += ["", "errors"]
     lines += [f"  {k:<40}{n:>6}" for k, n in s["errors"].items()] or ["  (none)"]
     return "\n".join(lines)

@@ -97,14 +97,14 @@ def test_every_stage_is_declared_once_and_the_rest_reads_it():
         if stage.section:
             assert dataclasses.is_dataclass(getattr(cfg, stage.section)), stage.name
         for b in stage.bounds:
-            assert b.setting in filter_settings and b.kind in ("min", "max"), b
+            assert b.setting in filter_settings and b.kind in ("min", "max", "exclude"), b
         for column in stage.columns:
             assert column.name in ClipRow.schema.names
             assert ClipRow.schema.field(column.name).type == column.type
         if stage.is_model:
             assert stage.frames(cfg) and stage.steps(cfg) and stage.preflight is not None
     assert parse_stages("motion,ocr") == ("probe", "cuts", "motion", "ocr")  # required stages always run
-    with pytest.raises(ValueError, match="choose from probe, cuts, motion, ocr, clip, caption"):
+    with pytest.raises(ValueError, match="choose from probe, cuts, motion, camera, ocr, clip, caption"):
         parse_stages("probe,flow")
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from transforms import decode
+from transforms.camera import clip_camera
 from transforms.cuts.cascade import CutCascade, CutResult
 from transforms.errors import CorruptVideo
 from transforms.motion import MotionPair, MotionSampler, clip_motion
@@ -39,21 +40,23 @@ class VideoAnalysis:
     errors_inside: int = 0  # decode errors followed by more decoded frames (not just a cut-off end)
 
 
-def analyze_video(source: str, cfg, motion: bool = True) -> VideoAnalysis:
-    """One call: open, probe, check limits, decode once through the cut cascade and motion."""
+def analyze_video(source: str, cfg, motion: bool = True, camera: bool = False) -> VideoAnalysis:
+    """One call: open, probe, check limits, decode once through the cut cascade and motion
+    (with ``camera``, the camera's motion is fitted to the same flow)."""
     with opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
         info = decode.probe_container(container, source)
         decode.check_limits(info, cfg.limits, source)
-        return analyze_container(container, info, source, cfg, motion)
+        return analyze_container(container, info, source, cfg, motion, camera)
 
 
-def analyze_container(container, info: decode.ProbeInfo, source: str, cfg, motion: bool = True) -> VideoAnalysis:
+def analyze_container(container, info: decode.ProbeInfo, source: str, cfg, motion: bool = True,
+                      camera: bool = False) -> VideoAnalysis:
     t0 = time.perf_counter()
     fps = info.fps if info.fps > 0 else 25.0
     aw, ah = scaled_size(info.width, info.height, cfg.analysis.width)
     mw, mh = scaled_size(info.width, info.height, cfg.motion.width)
     cascade = CutCascade(fps, cfg.cuts, timestamps=True)
-    sampler = MotionSampler(fps, cfg.motion.fps, cfg.motion.method) if motion else None
+    sampler = MotionSampler(fps, cfg.motion.fps, cfg.motion.method, camera) if motion or camera else None
     pts: list[int] = []
     times: list[float] = []
     n = 0
@@ -174,7 +177,7 @@ def finalise(a: VideoAnalysis, cfg, segments: int = 1) -> tuple[VideoRow, list[C
     """The video row and clip rows of an analysis, with its status: ``ok``, ``partial`` (not
     whole, see :func:`decode_problem`; its errors row is returned too) or ``no_usable_shot``
     (nothing to cut: the reason is in ``error_message``)."""
-    clips = clip_rows(a, cfg.clips, cfg.limits)
+    clips = clip_rows(a, cfg.clips, cfg.limits, cfg.camera)
     row = video_row(a, len(clips), segments)
     problem = decode_problem(a)
     if problem:
@@ -185,12 +188,14 @@ def finalise(a: VideoAnalysis, cfg, segments: int = 1) -> tuple[VideoRow, list[C
     return row, clips, error(a.source, "decode", *problem) if problem else None
 
 
-def clip_rows(a: VideoAnalysis, clips_cfg, limits) -> list[ClipRow]:
+def clip_rows(a: VideoAnalysis, clips_cfg, limits, camera_cfg=None) -> list[ClipRow]:
     spans = plan_clips(a.cuts.scenes, a.fps, clips_cfg.max_duration_s, limits.max_frames_per_clip, a.times)
     width, height = displayed_size(a.probe.width, a.probe.height, a.probe.rotation)
     rows = []
     for s, e in spans:
         score, series = clip_motion(a.motion, s, e)
+        fits = [p.camera for p in a.motion if p.a >= s and p.b < e and p.camera is not None]
+        camera = clip_camera(fits, camera_cfg) if camera_cfg is not None and fits else {}
         t0, t1 = span_times(a, s, e)
         rows.append(ClipRow(
             clip_id=clip_id_for(a.video_id, s, e), video_id=a.video_id, source=a.source,
@@ -201,5 +206,5 @@ def clip_rows(a: VideoAnalysis, clips_cfg, limits) -> list[ClipRow]:
             width=width, height=height, rotation=a.probe.rotation, num_frames=e - s,
             duration_s=round(t1 - t0, 6),
             motion_score=None if score is None else round(score, 4), motion_series=series,
-            reject_reasons=[]))
+            reject_reasons=[], **camera))
     return rows

@@ -16,7 +16,7 @@ STICKY_REASONS = ("write_error",)
 
 
 def bounds(cfg, stages=None) -> list[tuple[str, str, str, float]]:
-    """(reason, column, "min"|"max", value) for every active absolute bound of the stages in
+    """(reason, column, "min"|"max"|"exclude", value) for every active bound of the stages in
     ``stages`` (None: every stage), from the registry (:data:`transforms.stages.STAGES`)."""
     out = []
     for stage in STAGES:
@@ -26,7 +26,7 @@ def bounds(cfg, stages=None) -> list[tuple[str, str, str, float]]:
             value = getattr(cfg.filters, b.setting)
             if b.setting == "min_duration_s" and value is None:
                 value = cfg.clips.min_duration_s
-            if value is not None:
+            if value is not None and value != ():
                 out.append((b.reason, b.column, b.kind, value))
     return out
 
@@ -85,6 +85,10 @@ def reject_reasons(row, cfg, extra: list[tuple[str, str, str, float]] = (), ran=
         if ran is not None and stage is not None and stage.name not in ran:
             continue  # not scored (yet): the bound applies after that stage
         x = _value(row, column)
+        if kind == "exclude":  # a label filter: a clip without a label is not excluded
+            if x is not None and x in value:
+                reasons.append(reason)
+            continue
         if x is None:
             if stage is not None and stage.is_model:
                 failed.append(f"{stage.name}_failed")

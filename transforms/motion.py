@@ -14,17 +14,16 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from transforms.camera import CameraFit, fit_camera
 
-def flow_magnitude(prev: np.ndarray, cur: np.ndarray, method: str = "farneback", dis=None) -> float:
-    """Mean optical-flow magnitude in pixels between two grey uint8 frames."""
+
+def dense_flow(prev: np.ndarray, cur: np.ndarray, method: str = "farneback", dis=None) -> np.ndarray:
+    """(h, w, 2) optical flow in pixels between two grey uint8 frames."""
     if method == "dis":
         dis = dis or cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        flow = dis.calc(prev, cur, None)
-    else:
-        flow = cv2.calcOpticalFlowFarneback(prev, cur, None, pyr_scale=0.5, levels=3, winsize=15,
-                                            iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
-    mag = cv2.magnitude(flow[..., 0], flow[..., 1])
-    return float(mag.mean())
+        return dis.calc(prev, cur, None)
+    return cv2.calcOpticalFlowFarneback(prev, cur, None, pyr_scale=0.5, levels=3, winsize=15,
+                                        iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
 
 
 @dataclass
@@ -32,6 +31,7 @@ class MotionPair:
     a: int  # frame numbers of the two samples
     b: int
     score: float  # percent of frame width per second
+    camera: CameraFit | None = None  # the camera stage's similarity fit of the same flow
 
 
 @dataclass
@@ -42,6 +42,7 @@ class MotionSampler:
     fps: float
     target_fps: float = 2.0
     method: str = "farneback"
+    camera: bool = False  # also fit the camera's motion to each pair's flow (the camera stage)
     pairs: list[MotionPair] = field(default_factory=list)
 
     def __post_init__(self):
@@ -60,8 +61,10 @@ class MotionSampler:
         if self._prev is not None:
             pi, pt, pg = self._prev
             dt = max(t - pt, 1e-3)
-            mag = flow_magnitude(pg, grey, self.method, self._dis)
-            self.pairs.append(MotionPair(pi, index, 100.0 * mag / grey.shape[1] / dt))
+            flow = dense_flow(pg, grey, self.method, self._dis)
+            mag = float(cv2.magnitude(flow[..., 0], flow[..., 1]).mean())
+            fit = fit_camera(flow, dt) if self.camera else None
+            self.pairs.append(MotionPair(pi, index, 100.0 * mag / grey.shape[1] / dt, fit))
         self._prev = (index, t, grey)
         self._bucket = int(np.floor(t / self.interval + 1e-6))
 

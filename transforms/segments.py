@@ -64,7 +64,8 @@ def index_container(container, info: decode.ProbeInfo) -> VideoIndex | None:
     return VideoIndex(info, np.unique(np.asarray(pts, dtype=np.int64)), tb)
 
 
-def first_pass(source: str, cfg, motion: bool = True, split_s: float | None = None, workers: int = 1):
+def first_pass(source: str, cfg, motion: bool = True, split_s: float | None = None, workers: int = 1,
+               camera: bool = False):
     """The analysis of ``source`` from one open: its :class:`VideoAnalysis`, or, for a video
     split into segments (``split_s`` seconds each; None: decided here from the header and
     ``analysis.segment_s``; 0.0: never), ``(index, spans)`` for :func:`transforms.segments.analyze_segment`."""
@@ -74,10 +75,10 @@ def first_pass(source: str, cfg, motion: bool = True, split_s: float | None = No
         if split_s is None:
             split_s = duration_split(info.duration_s, cfg.analysis.segment_s)
         if not split_s:
-            return analyze_container(container, info, source, cfg, motion)
+            return analyze_container(container, info, source, cfg, motion, camera)
         index = index_container(container, info)
     if index is None:  # frames without timestamps cannot be matched across segments
-        return analyze_video(source, cfg, motion)
+        return analyze_video(source, cfg, motion, camera)
     return index, plan_segments(len(index.pts), index.fps, split_s, max(1, workers))
 
 
@@ -127,14 +128,15 @@ class SegmentResult:
     end: int
     cuts: list[int] = field(default_factory=list)
     gaps: list[tuple[int, int]] = field(default_factory=list)
-    motion: list[tuple[int, int, float]] = field(default_factory=list)
+    motion: list[MotionPair] = field(default_factory=list)
     decoded: int = 0
     seconds: float = 0.0
     rotation: int = 0  # display matrix of the first decoded frame (clockwise degrees)
     decode_errors: int = 0
 
 
-def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, motion: bool = True) -> SegmentResult:
+def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, motion: bool = True,
+                    camera: bool = False) -> SegmentResult:
     t0 = time.perf_counter()
     n = len(index.pts)
     fps = index.fps
@@ -145,7 +147,7 @@ def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, m
     aw, ah = scaled_size(info.width, info.height, cfg.analysis.width)
     mw, mh = scaled_size(info.width, info.height, cfg.motion.width)
     cascade = CutCascade(fps, cfg.cuts, timestamps=True)
-    sampler = MotionSampler(fps, cfg.motion.fps, cfg.motion.method) if motion else None
+    sampler = MotionSampler(fps, cfg.motion.fps, cfg.motion.method, camera) if motion or camera else None
     global_of: list[int] = []  # local position -> global frame number
     stats: dict = {}
     rotation = 0
@@ -184,7 +186,7 @@ def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, m
         if ga < end and ge > start:
             result.gaps.append((ga, ge))
     if sampler is not None:
-        result.motion = [(p.a, p.b, p.score) for p in sampler.pairs if start <= p.a < end]
+        result.motion = [p for p in sampler.pairs if start <= p.a < end]
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -200,19 +202,20 @@ def merge_segments(source: str, cfg, index: VideoIndex, results: list[SegmentRes
     fps = index.fps
     cuts = sorted({c for r in results for c in r.cuts})
     gaps = merge_ranges([g for r in results for g in r.gaps])
-    pairs = sorted({(a, b): s for r in results for a, b, s in r.motion}.items())
+    pairs = [p for _, p in sorted({(p.a, p.b): p for r in results for p in r.motion}.items())]
     scenes = timed_scenes(n, cuts, gaps, cfg.cuts.boundary_margin_frames, cfg.cuts.min_scene_s, index.times, fps)
     info = dataclasses.replace(index.info, rotation=results[0].rotation if results else 0)
     errors = sum(r.decode_errors for r in results)
     return VideoAnalysis(source, video_id_for(source), info, n, fps, CutResult(scenes, cuts, gaps),
-                         [MotionPair(a, b, s) for (a, b), s in pairs], index.pts, index.times,
+                         pairs, index.pts, index.times,
                          sum(r.seconds for r in results), errors, None, errors)
 
 
-def analyze_in_segments(source: str, cfg, segment_s: float, motion: bool = True) -> VideoAnalysis:
+def analyze_in_segments(source: str, cfg, segment_s: float, motion: bool = True, camera: bool = False) -> VideoAnalysis:
     """One-call version (one process): index, analyze every segment, merge."""
-    planned = first_pass(source, cfg, motion, split_s=segment_s)
+    planned = first_pass(source, cfg, motion, split_s=segment_s, camera=camera)
     if not isinstance(planned, tuple):
         return planned  # frames without timestamps: analyzed whole
     index, spans = planned
-    return merge_segments(source, cfg, index, [analyze_segment(source, cfg, index, a, b, motion) for a, b in spans])
+    return merge_segments(source, cfg, index, [analyze_segment(source, cfg, index, a, b, motion, camera)
+                                               for a, b in spans])

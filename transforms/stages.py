@@ -69,6 +69,7 @@ class Stage:
     steps: Callable | None = None
     preflight: Callable | None = None
     required: bool = False  # always runs (cannot be left out of --stages)
+    needs: tuple[str, ...] = ()  # stages whose work it builds on (they run too)
 
     @property
     def is_model(self) -> bool:
@@ -116,6 +117,12 @@ STAGES: tuple[Stage, ...] = (
                    Column("motion_series", pa.list_(pa.float64()))),
           bounds=(Bound("min_motion", "motion_score", "min", "min_motion"),
                   Bound("max_motion", "motion_score", "max", "max_motion"))),
+    Stage("camera", "camera", needs=("motion",),
+          columns=(Column("camera_motion", pa.string()), Column("camera_pan", pa.float64(), summarised=True),
+                   Column("camera_tilt", pa.float64()), Column("camera_zoom", pa.float64()),
+                   Column("camera_rotation", pa.float64()), Column("camera_shake", pa.float64()),
+                   Column("camera_fit", pa.float64())),
+          bounds=(Bound("camera_motion", "camera_motion", "exclude", "exclude_camera_motion"),)),
     Stage("ocr", "ocr",
           columns=(Column("ocr_text_area", pa.float64(), summarised=True),  # max over the frames
                    Column("ocr_text_area_mean", pa.float64()),
@@ -155,6 +162,7 @@ def parse_stages(text: str | None) -> tuple[str, ...]:
     unknown = [s for s in asked if s not in BY_NAME]
     if unknown:
         raise ValueError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")
+    asked += [n for s in asked for n in BY_NAME[s].needs]
     return tuple(s.name for s in STAGES if s.name in asked or s.required)
 
 
