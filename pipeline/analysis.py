@@ -19,6 +19,7 @@ from apache_beam.metrics import Metrics
 from pipeline import balance, resume
 from pipeline.tables import CLIPS, ERRORS, VIDEOS
 from transforms.rows import error, failed_video, failure_of, video_id_for
+from transforms.stages import DEFAULT
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,9 @@ def emit(record: dict):
 
 
 class _Finishing(beam.DoFn):
-    def __init__(self, cfg, output: str | None, motion: bool, camera: bool = False):
-        self.cfg, self.output, self.motion, self.camera = cfg, output, motion, camera
-        self.key = resume.analysis_key(cfg, motion, camera)
+    def __init__(self, cfg, output: str | None, stages):
+        self.cfg, self.output, self.stages = cfg, output, tuple(stages)
+        self.key = resume.analysis_key(cfg, self.stages)
         self.videos = Metrics.counter("vidcurate", "videos_analyzed")
         self.failures = Metrics.counter("vidcurate", "videos_failed")
         self.clips = Metrics.counter("vidcurate", "clips_found")
@@ -71,8 +72,8 @@ class AnalyzeOrPlanFn(_Finishing):
     """``(source, split_s)`` -> the video's outputs, or its segments (tag ``segments``) when it
     is long (see :func:`transforms.analyze.first_pass`: one open either way)."""
 
-    def __init__(self, cfg, output=None, motion=True, workers: int = 0, camera: bool = False):
-        super().__init__(cfg, output, motion, camera)
+    def __init__(self, cfg, output, stages, workers: int = 0):
+        super().__init__(cfg, output, stages)
         self.workers = workers
         self.split = Metrics.counter("vidcurate", "videos_split_into_segments")
 
@@ -82,7 +83,7 @@ class AnalyzeOrPlanFn(_Finishing):
 
         source, split_s = element if isinstance(element, tuple) else (element, None)
         try:
-            planned = first_pass(source, self.cfg, self.motion, split_s, self.workers, self.camera)
+            planned = first_pass(source, self.cfg, self.stages, split_s, self.workers)
             if isinstance(planned, tuple):
                 index, spans = planned
                 self.split.inc()
@@ -98,8 +99,8 @@ class AnalyzeOrPlanFn(_Finishing):
 class AnalyzeSegmentFn(beam.DoFn):
     """segment -> (video_id, (segment, its result or None, its failure or None))"""
 
-    def __init__(self, cfg, motion: bool = True, camera: bool = False):
-        self.cfg, self.motion, self.camera = cfg, motion, camera
+    def __init__(self, cfg, stages):
+        self.cfg, self.stages = cfg, tuple(stages)
 
     def setup(self):
         one_thread_per_worker()
@@ -108,7 +109,7 @@ class AnalyzeSegmentFn(beam.DoFn):
         from transforms.segments import analyze_segment
 
         try:
-            result = analyze_segment(seg.source, self.cfg, seg.index, seg.start, seg.end, self.motion, self.camera)
+            result = analyze_segment(seg.source, self.cfg, seg.index, seg.start, seg.end, self.stages)
             yield video_id_for(seg.source), (seg, result, None)
         except Exception as exc:  # noqa: BLE001 - failures are data
             yield video_id_for(seg.source), (seg, None, failed(seg.source, exc))
@@ -134,24 +135,25 @@ class MergeSegmentsFn(_Finishing):
 class AnalyzeVideos(beam.PTransform):
     """sources -> {"videos", "clips", "errors"} (typed rows)."""
 
-    def __init__(self, cfg, output=None, motion=True, workers: int = 0, camera: bool = False):
-        """``camera``: also fit the camera's motion to the flow (stage camera). ``workers`` > 1 (local runner): sources are ``(bucket, (source, split_s))`` planned by
+    def __init__(self, cfg, output=None, stages=DEFAULT, workers: int = 0):
+        """``stages``: the run's stages (the analysis does those it holds: motion and the stages
+        built on its flow; probe and cuts always). ``workers`` > 1 (local runner): sources are ``(bucket, (source, split_s))`` planned by
         :func:`pipeline.balance.plan_work`, each bucket on one worker, and segments of long
         videos are dealt out by cost too. Otherwise sources are plain and reshuffled."""
         super().__init__()
-        self.cfg, self.output, self.motion, self.workers, self.camera = cfg, output, motion, workers, camera
+        self.cfg, self.output, self.stages, self.workers = cfg, output, tuple(stages), workers
 
     def expand(self, sources):
         spread = (sources | "DealToWorkers" >> balance.DealToWorkers() if self.workers > 1
                   else sources | "SpreadOverWorkers" >> beam.Reshuffle())
         planned = (spread
-                   | "AnalyzeOrPlan" >> beam.ParDo(AnalyzeOrPlanFn(self.cfg, self.output, self.motion, self.workers, self.camera))
+                   | "AnalyzeOrPlan" >> beam.ParDo(AnalyzeOrPlanFn(self.cfg, self.output, self.stages, self.workers))
                    .with_outputs(SEGMENTS, CLIPS, ERRORS, main=VIDEOS))
         merged = (planned[SEGMENTS]
                   | "SpreadSegments" >> balance.Deal(self.workers, balance.segment_cost)
-                  | "AnalyzeSegments" >> beam.ParDo(AnalyzeSegmentFn(self.cfg, self.motion, self.camera))
+                  | "AnalyzeSegments" >> beam.ParDo(AnalyzeSegmentFn(self.cfg, self.stages))
                   | "GroupSegments" >> beam.GroupByKey()
-                  | "MergeSegments" >> beam.ParDo(MergeSegmentsFn(self.cfg, self.output, self.motion, self.camera))
+                  | "MergeSegments" >> beam.ParDo(MergeSegmentsFn(self.cfg, self.output, self.stages))
                   .with_outputs(CLIPS, ERRORS, main=VIDEOS))
         return {tag: (planned[tag], merged[tag]) | f"Join{tag.title()}" >> beam.Flatten()
                 for tag in (VIDEOS, CLIPS, ERRORS)}

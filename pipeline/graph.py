@@ -28,8 +28,7 @@ def build(p: beam.Pipeline, sources: list[str], output: str, dest: str, cfg, sta
     videos an earlier run analyzed (not redone). ``workers`` > 1: a local run, work dealt out by
     cost (:mod:`pipeline.balance`)."""
     work = balance.plan_work(sources, cfg, workers) if workers > 1 else sources
-    analyze = AnalyzeVideos(cfg, output, "motion" in stages, workers, camera="camera" in stages)
-    fresh = p | "Sources" >> beam.Create(work) | "Analyze" >> analyze
+    fresh = p | "Sources" >> beam.Create(work) | "Analyze" >> AnalyzeVideos(cfg, output, stages, workers)
     resumed = p | "Resumed" >> Resumed(list(done))
     videos, clips, errors = ((fresh[t], resumed[t]) | f"All{t.title()}" >> beam.Flatten() for t in (VIDEOS, CLIPS, ERRORS))
     errors = [errors]

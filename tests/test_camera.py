@@ -15,6 +15,7 @@ from pipeline.config import Config, ConfigError, load_config, with_changes
 from transforms.analyze import analyze_video, clip_rows
 
 W, H, FPS = 320, 180, 25
+CAMERA = ("probe", "cuts", "motion", "camera")
 _rng = np.random.default_rng(7)
 SCENE = cv2.resize(cv2.GaussianBlur(_rng.integers(0, 255, (135, 240, 3), dtype=np.uint8), (0, 0), 1.5),
                    (960, 540), interpolation=cv2.INTER_CUBIC)  # a textured still, larger than the view
@@ -42,7 +43,7 @@ MOVES = {  # label -> frame i -> picture
 
 def camera_of(path: str, cfg=None):
     cfg = cfg or Config()
-    rows = clip_rows(analyze_video(path, cfg, camera=True), cfg.clips, cfg.limits, cfg.camera)
+    rows = clip_rows(analyze_video(path, cfg, CAMERA), cfg)
     assert len(rows) == 1
     return rows[0]
 
@@ -76,7 +77,7 @@ def test_shaky_camera(tmp_path):
 @pytest.mark.parametrize("name", ["intel_bottle_detection.mp4", "intel_car_detection.mp4"])
 def test_real_static_cameras_are_static(name):
     cfg = Config()
-    rows = clip_rows(analyze_video(shared(name), cfg, camera=True), cfg.clips, cfg.limits, cfg.camera)
+    rows = clip_rows(analyze_video(shared(name), cfg, CAMERA), cfg)
     labelled = [r.camera_motion for r in rows if r.camera_motion]
     assert labelled and set(labelled) == {"static"}
 
@@ -116,3 +117,16 @@ def test_camera_stage_through_run_and_stats(tmp_path):
     from pipeline.report import build_report
 
     assert "<h2>Camera motion</h2>" in build_report(str(tmp_path / "out"))
+
+
+def test_segments_give_the_same_camera_columns(tmp_path):
+    """A video analyzed in segments (on several workers) carries the per-pair fits across."""
+    from transforms.segments import analyze_in_segments
+
+    cfg = Config()
+    path = write_video(str(tmp_path / "pan.mp4"), n=100, frame=lambda i, w, h: MOVES["pan_left"](i))
+    whole = clip_rows(analyze_video(path, cfg, CAMERA), cfg)
+    split = clip_rows(analyze_in_segments(path, cfg, 1.0, CAMERA), cfg)
+    columns = [c for c in whole[0].schema.names if c.startswith("camera_")]
+    assert [[getattr(r, c) for c in columns] for r in split] == [[getattr(r, c) for c in columns] for r in whole]
+    assert whole[0].camera_motion == "pan_left"

@@ -449,7 +449,7 @@ def test_a_damaged_staged_clip_is_encoded_again(tmp_path):
 
     src = write_video(str(tmp_path / "a.mp4"), n=100)
     cfg = Config()
-    clip = clip_rows(analyze_video(src, cfg), cfg.clips, cfg.limits)[0]
+    clip = clip_rows(analyze_video(src, cfg), cfg)[0]
     staged = tmp_path / "staged"
     staged.mkdir()
     (staged / f"{clip.clip_id}.mp4").write_bytes(b"\0" * 1000)  # renamed in place, data lost

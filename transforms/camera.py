@@ -60,16 +60,16 @@ def fit_camera(flow: np.ndarray, dt: float) -> CameraFit | None:
                      -math.degrees(angle) / dt, float(inliers.mean()))
 
 
-def clip_camera(fits: list[CameraFit], cfg) -> dict:
-    """The camera columns of a clip from the fits of its pairs (``cfg``: the ``camera`` section).
-    All None when no pair lies inside the clip."""
+def clip_camera(fits: list[CameraFit | None], cfg) -> dict:
+    """The camera columns of a clip from the fits of its pairs (``cfg``: the whole Config; its
+    ``camera`` section holds the thresholds). Empty when no pair inside the clip was fitted."""
+    fits = [f for f in fits if f is not None]
     if not fits:
-        return {"camera_motion": None, "camera_pan": None, "camera_tilt": None, "camera_zoom": None,
-                "camera_rotation": None, "camera_shake": None, "camera_fit": None}
+        return {}
     a = np.array([(f.pan, f.tilt, f.zoom, f.rotation, f.fit) for f in fits], dtype=np.float64)
     pan, tilt, zoom, rotation, fit = np.median(a, axis=0)
     shake = float(np.hypot(a[:, 0].std(), a[:, 1].std())) if len(a) > 1 else 0.0
-    label = classify(pan, tilt, zoom, rotation, shake, fit, cfg)
+    label = classify(pan, tilt, zoom, rotation, shake, fit, cfg.camera)
     return {"camera_motion": label, "camera_pan": round(float(pan), 4), "camera_tilt": round(float(tilt), 4),
             "camera_zoom": round(float(zoom), 5), "camera_rotation": round(float(rotation), 4),
             "camera_shake": round(shake, 4), "camera_fit": round(float(fit), 4)}

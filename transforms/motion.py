@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from transforms.camera import CameraFit, fit_camera
-
 
 def dense_flow(prev: np.ndarray, cur: np.ndarray, method: str = "farneback", dis=None) -> np.ndarray:
     """(h, w, 2) optical flow in pixels between two grey uint8 frames."""
@@ -31,7 +29,7 @@ class MotionPair:
     a: int  # frame numbers of the two samples
     b: int
     score: float  # percent of frame width per second
-    camera: CameraFit | None = None  # the camera stage's similarity fit of the same flow
+    extra: dict = field(default_factory=dict)  # stage name -> its value for this pair (see Stage.pair)
 
 
 @dataclass
@@ -42,7 +40,7 @@ class MotionSampler:
     fps: float
     target_fps: float = 2.0
     method: str = "farneback"
-    camera: bool = False  # also fit the camera's motion to each pair's flow (the camera stage)
+    hooks: dict = field(default_factory=dict)  # stage name -> pair(flow, dt): more from the same flow
     pairs: list[MotionPair] = field(default_factory=list)
 
     def __post_init__(self):
@@ -63,8 +61,8 @@ class MotionSampler:
             dt = max(t - pt, 1e-3)
             flow = dense_flow(pg, grey, self.method, self._dis)
             mag = float(cv2.magnitude(flow[..., 0], flow[..., 1]).mean())
-            fit = fit_camera(flow, dt) if self.camera else None
-            self.pairs.append(MotionPair(pi, index, 100.0 * mag / grey.shape[1] / dt, fit))
+            extra = {name: hook(flow, dt) for name, hook in self.hooks.items()}
+            self.pairs.append(MotionPair(pi, index, 100.0 * mag / grey.shape[1] / dt, extra))
         self._prev = (index, t, grey)
         self._bucket = int(np.floor(t / self.interval + 1e-6))
 

@@ -21,14 +21,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from transforms import decode
-from transforms.analyze import VideoAnalysis, analyze_container, analyze_video
+from transforms.analyze import VideoAnalysis, analyze_container, analyze_video, flow_sampler
 from transforms.cuts.base import Boundaries
 from transforms.cuts.cascade import CutCascade, CutResult, timed_scenes
 from transforms.cuts.fades import merge_ranges
 from transforms.errors import CorruptVideo
-from transforms.motion import MotionPair, MotionSampler
+from transforms.motion import MotionPair
 from transforms.pixels import motion_grey, scaled_size, to_bgr_grey
 from transforms.rows import video_id_for
+from transforms.stages import DEFAULT
 from transforms.storage import opened
 
 
@@ -64,8 +65,7 @@ def index_container(container, info: decode.ProbeInfo) -> VideoIndex | None:
     return VideoIndex(info, np.unique(np.asarray(pts, dtype=np.int64)), tb)
 
 
-def first_pass(source: str, cfg, motion: bool = True, split_s: float | None = None, workers: int = 1,
-               camera: bool = False):
+def first_pass(source: str, cfg, stages=DEFAULT, split_s: float | None = None, workers: int = 1):
     """The analysis of ``source`` from one open: its :class:`VideoAnalysis`, or, for a video
     split into segments (``split_s`` seconds each; None: decided here from the header and
     ``analysis.segment_s``; 0.0: never), ``(index, spans)`` for :func:`transforms.segments.analyze_segment`."""
@@ -75,10 +75,10 @@ def first_pass(source: str, cfg, motion: bool = True, split_s: float | None = No
         if split_s is None:
             split_s = duration_split(info.duration_s, cfg.analysis.segment_s)
         if not split_s:
-            return analyze_container(container, info, source, cfg, motion, camera)
+            return analyze_container(container, info, source, cfg, stages)
         index = index_container(container, info)
     if index is None:  # frames without timestamps cannot be matched across segments
-        return analyze_video(source, cfg, motion, camera)
+        return analyze_video(source, cfg, stages)
     return index, plan_segments(len(index.pts), index.fps, split_s, max(1, workers))
 
 
@@ -135,8 +135,7 @@ class SegmentResult:
     decode_errors: int = 0
 
 
-def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, motion: bool = True,
-                    camera: bool = False) -> SegmentResult:
+def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, stages=DEFAULT) -> SegmentResult:
     t0 = time.perf_counter()
     n = len(index.pts)
     fps = index.fps
@@ -147,7 +146,7 @@ def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, m
     aw, ah = scaled_size(info.width, info.height, cfg.analysis.width)
     mw, mh = scaled_size(info.width, info.height, cfg.motion.width)
     cascade = CutCascade(fps, cfg.cuts, timestamps=True)
-    sampler = MotionSampler(fps, cfg.motion.fps, cfg.motion.method, camera) if motion or camera else None
+    sampler = flow_sampler(fps, cfg, stages)
     global_of: list[int] = []  # local position -> global frame number
     stats: dict = {}
     rotation = 0
@@ -211,11 +210,10 @@ def merge_segments(source: str, cfg, index: VideoIndex, results: list[SegmentRes
                          sum(r.seconds for r in results), errors, None, errors)
 
 
-def analyze_in_segments(source: str, cfg, segment_s: float, motion: bool = True, camera: bool = False) -> VideoAnalysis:
+def analyze_in_segments(source: str, cfg, segment_s: float, stages=DEFAULT) -> VideoAnalysis:
     """One-call version (one process): index, analyze every segment, merge."""
-    planned = first_pass(source, cfg, motion, split_s=segment_s, camera=camera)
+    planned = first_pass(source, cfg, stages, split_s=segment_s)
     if not isinstance(planned, tuple):
         return planned  # frames without timestamps: analyzed whole
     index, spans = planned
-    return merge_segments(source, cfg, index, [analyze_segment(source, cfg, index, a, b, motion, camera)
-                                               for a, b in spans])
+    return merge_segments(source, cfg, index, [analyze_segment(source, cfg, index, a, b, stages) for a, b in spans])

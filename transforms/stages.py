@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from transforms import aesthetic, captions, fusion, ocr
+from transforms import aesthetic, camera, captions, fusion, ocr
 from transforms import model_frames as mf
 
 CANDIDATE = pa.struct([("model", pa.string()), ("kind", pa.string()), ("text", pa.string()),
@@ -70,6 +70,10 @@ class Stage:
     preflight: Callable | None = None
     required: bool = False  # always runs (cannot be left out of --stages)
     needs: tuple[str, ...] = ()  # stages whose work it builds on (they run too)
+    # Analysis stages on the motion stage's flow: pair(flow, dt) -> a value per sampled pair, in
+    # the analysis decode; clip(values of the pairs inside a clip, cfg) -> the clip's columns.
+    pair: Callable | None = None
+    clip: Callable | None = None
 
     @property
     def is_model(self) -> bool:
@@ -117,7 +121,7 @@ STAGES: tuple[Stage, ...] = (
                    Column("motion_series", pa.list_(pa.float64()))),
           bounds=(Bound("min_motion", "motion_score", "min", "min_motion"),
                   Bound("max_motion", "motion_score", "max", "max_motion"))),
-    Stage("camera", "camera", needs=("motion",),
+    Stage("camera", "camera", needs=("motion",), pair=camera.fit_camera, clip=camera.clip_camera,
           columns=(Column("camera_motion", pa.string()), Column("camera_pan", pa.float64(), summarised=True),
                    Column("camera_tilt", pa.float64()), Column("camera_zoom", pa.float64()),
                    Column("camera_rotation", pa.float64()), Column("camera_shake", pa.float64()),
@@ -164,6 +168,11 @@ def parse_stages(text: str | None) -> tuple[str, ...]:
         raise ValueError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")
     asked += [n for s in asked for n in BY_NAME[s].needs]
     return tuple(s.name for s in STAGES if s.name in asked or s.required)
+
+
+def pair_hooks(stages) -> dict[str, Callable]:
+    """name -> per-pair function of the flow-based analysis stages in ``stages``."""
+    return {s.name: s.pair for s in STAGES if s.pair is not None and s.name in stages}
 
 
 def stage_of(column: str) -> Stage | None:

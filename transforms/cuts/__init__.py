@@ -10,7 +10,7 @@ def detect_scenes(source: str, cfg) -> CutResult:
     is a :class:`pipeline.config.Config` (``Config()`` for the defaults)."""
     from transforms.analyze import analyze_video
 
-    return analyze_video(source, cfg, motion=False).cuts
+    return analyze_video(source, cfg, ("probe", "cuts")).cuts
 
 
 __all__ = ["Boundaries", "CutCascade", "CutResult", "FrameDetector", "detect_scenes", "scenes_from"]
