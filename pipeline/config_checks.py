@@ -62,11 +62,13 @@ def check_ranges(cfg) -> None:
     for name in ("drop_bottom_percent", "drop_top_percent"):
         for column, pct in getattr(cfg.filters, name).items():
             need(0 <= pct < 100, f"filters.{name}.{column} must be a percentage in [0, 100), got {pct}")
-    from transforms.camera import LABELS
+    from transforms.stages import STAGES, labelled_columns
 
-    unknown = sorted(set(cfg.filters.exclude_camera_motion) - set(LABELS))
-    need(not unknown, f"filters.exclude_camera_motion has unknown label(s) {', '.join(unknown)}; "
-                      f"choose from {', '.join(LABELS)}")
+    for bound in (b for s in STAGES for b in s.bounds if b.kind == "exclude"):
+        labels = labelled_columns()[bound.column]
+        unknown = sorted(set(getattr(cfg.filters, bound.setting)) - set(labels))
+        need(not unknown, f"filters.{bound.setting} has unknown label(s) {', '.join(unknown)}; "
+                          f"choose from {', '.join(labels)}")
     for (section, name), choices in _CHOICES.items():
         value = getattr(getattr(cfg, section), name)
         need(value in choices, f"{section}.{name} is {value!r}; choose one of {', '.join(choices)}")

@@ -22,7 +22,7 @@ from pipeline.stats import stats
 from pipeline.tables import read_table
 from transforms.filters import reason_column
 from transforms.shards import iter_members
-from transforms.stages import STAGES
+from transforms.stages import STAGES, labelled_columns
 
 log = logging.getLogger(__name__)
 
@@ -231,11 +231,12 @@ def build_report(run_dir: str, samples_per_score: bool = True) -> str:
     res_rows = "".join(f"<tr><td>{_esc(k)}</td><td>{n}</td></tr>" for k, n in sorted(res.items(), key=lambda kv: -kv[1]))
     out.append(f"<section><h2>Score distributions</h2><div class=grid>{''.join(charts)}</div></section>")
     out.append(f"<section><h2>Resolutions</h2><table><tr><th>width x height</th><th>clips</th></tr>{res_rows}</table></section>")
-    if s.get("camera_motion"):
-        cam_rows = "".join(f"<tr><td>{_esc(k)}</td><td>{v['clips']}</td><td>{v['kept']}</td></tr>"
-                           for k, v in s["camera_motion"].items())
-        out.append("<section><h2>Camera motion</h2><table><tr><th>camera_motion</th><th>clips</th><th>kept</th></tr>"
-                   f"{cam_rows}</table></section>")
+    for column in labelled_columns():
+        if s.get(column):
+            counts = "".join(f"<tr><td>{_esc(k)}</td><td>{v['clips']}</td><td>{v['kept']}</td></tr>"
+                           for k, v in s[column].items())
+            out.append(f"<section><h2>{_esc(column.replace('_', ' ').capitalize())}</h2><table><tr>"
+                       f"<th>{_esc(column)}</th><th>clips</th><th>kept</th></tr>{counts}</table></section>")
     if samples_per_score:
         figs = []
         for col in GALLERY_COLUMNS:

@@ -10,7 +10,7 @@ import numpy as np
 from pipeline.summary import error_counts, video_counts
 from pipeline.tables import read_rows
 from transforms.filters import reason_column
-from transforms.stages import summarised_columns
+from transforms.stages import labelled_columns, summarised_columns
 
 # Score columns summarised when present (the registry's, and the clip's size and rate).
 SCORE_COLUMNS = summarised_columns()
@@ -83,15 +83,15 @@ def stats(run_dir: str) -> dict:
         "funnel": funnel(clips),
         "scores": score_percentiles(clips),
         "errors": error_counts(errors),
-        "camera_motion": camera_counts(clips),
+        **{column: label_counts(clips, column) for column in labelled_columns()},
     }
 
 
-def camera_counts(clips: list[dict]) -> dict[str, dict]:
-    """camera_motion label -> clips and kept clips (empty when the camera stage did not run)."""
+def label_counts(clips: list[dict], column: str) -> dict[str, dict]:
+    """label -> clips and kept clips of a categorical column (empty when its stage did not run)."""
     out: dict[str, dict] = {}
     for c in clips:
-        label = c.get("camera_motion")
+        label = c.get(column)
         if label:
             entry = out.setdefault(label, {"clips": 0, "kept": 0})
             entry["clips"] += 1
@@ -137,9 +137,10 @@ def render_stats(s: dict) -> str:
               f"  {'column':<16}{'n':>6}" + "".join(f"{'p' + format(p, 'g'):>9}" for p in PERCENTILES)]
     for col, d in s["scores"].items():
         lines.append(f"  {col:<16}{d['count']:>6}" + "".join(f"{d['p' + format(p, 'g')]:>9.3g}" for p in PERCENTILES))
-    if s.get("camera_motion"):
-        lines += ["", "camera motion (clips, kept)"]
-        lines += [f"  {k:<16}{v['clips']:>6}{v['kept']:>6}" for k, v in s["camera_motion"].items()]
+    for column in labelled_columns():
+        if s.get(column):
+            lines += ["", f"{column.replace('_', ' ')} (clips, kept)"]
+            lines += [f"  {k:<16}{v['clips']:>6}{v['kept']:>6}" for k, v in s[column].items()]
     lines += ["", "errors"]
     lines += [f"  {k:<40}{n:>6}" for k, n in s["errors"].items()] or ["  (none)"]
     return "\n".join(lines)

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.config import Config, FiltersConfig
 from transforms.rows import CLIP_COLUMNS, ClipRow, ErrorRow, VideoRow
-from transforms.stages import STAGES, parse_stages
+from transforms.stages import STAGES, labelled_columns, parse_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipeline", "transforms", "model_training")
@@ -98,6 +98,7 @@ def test_every_stage_is_declared_once_and_the_rest_reads_it():
             assert dataclasses.is_dataclass(getattr(cfg, stage.section)), stage.name
         for b in stage.bounds:
             assert b.setting in filter_settings and b.kind in ("min", "max", "exclude"), b
+            assert b.kind != "exclude" or labelled_columns().get(b.column), b  # labels to check settings against
         for column in stage.columns:
             assert column.name in ClipRow.schema.names
             assert ClipRow.schema.field(column.name).type == column.type

@@ -102,7 +102,7 @@ def reject_reasons(row, cfg, extra: list[tuple[str, str, str, float]] = (), ran=
 
 def passes(row, cfg, extra=(), ran=None) -> bool:
     """Routing between model stages (a cheap check; the verdict is :func:`apply_filters`'s)."""
-    return not (set(row.reject_reasons or []) & set(STICKY_REASONS)) and not reject_reasons(row, cfg, extra, ran)
+    return not reject_reasons(row, cfg, extra, ran)
 
 
 def apply_filters(row, cfg, extra: list[tuple[str, str, str, float]] = (), ran=None):

@@ -31,6 +31,7 @@ class Column:
     type: pa.DataType
     summarised: bool = False  # shown in `stats` percentiles, the report's histograms and gallery
     in_shard_json: bool = True  # large columns stay in Parquet only
+    labels: tuple[str, ...] = ()  # a categorical column's values: counted in `stats` and the report
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ STAGES: tuple[Stage, ...] = (
           bounds=(Bound("min_motion", "motion_score", "min", "min_motion"),
                   Bound("max_motion", "motion_score", "max", "max_motion"))),
     Stage("camera", "camera", needs=("motion",), pair=camera.fit_camera, clip=camera.clip_camera,
-          columns=(Column("camera_motion", pa.string()), Column("camera_pan", pa.float64(), summarised=True),
+          columns=(Column("camera_motion", pa.string(), labels=camera.LABELS),
+                   Column("camera_pan", pa.float64(), summarised=True),
                    Column("camera_tilt", pa.float64()), Column("camera_zoom", pa.float64()),
                    Column("camera_rotation", pa.float64()), Column("camera_shake", pa.float64()),
                    Column("camera_fit", pa.float64())),
@@ -183,6 +185,12 @@ def stage_of(column: str) -> Stage | None:
 def summarised_columns() -> tuple[str, ...]:
     """Columns ``stats`` summarises: the clip's duration, every stage's scores, size and rate."""
     return ("duration_s", *(c.name for s in STAGES for c in s.columns if c.summarised), "fps", "width", "height")
+
+
+def labelled_columns() -> dict[str, tuple[str, ...]]:
+    """Categorical columns and their labels (``stats`` and the report count them; an ``exclude``
+    bound may name only these labels)."""
+    return {c.name: c.labels for s in STAGES for c in s.columns if c.labels}
 
 
 def frame_specs(cfg, stages) -> dict[str, mf.FrameSpec]:
