@@ -22,6 +22,7 @@ from transforms.storage import local_path
 
 log = logging.getLogger(__name__)
 
+
 def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: bool = False,
         beam_args: list[str] | None = None, force: bool = False, profile: str | None = None) -> dict:
     """Run the curation job and return the summary (also written to ``summary.json``).
