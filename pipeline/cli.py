@@ -43,6 +43,8 @@ def _run_parser(sub):
                    help="a named set of Beam flags from beam_config.yaml runner.profiles: local, portable, flink, spark, dataflow")
     p.add_argument("--force", action="store_true",
                    help="redo everything; without it a re-run resumes (finished videos and clips are kept)")
+    p.add_argument("--dedup-against", metavar="RUN", default=None,
+                   help="with the dedup stage: also reject clips that duplicate a kept clip of this earlier run")
     return p
 
 
@@ -58,6 +60,8 @@ def _inspect_parsers(sub):
                         "--set 'filters.drop_bottom_percent={motion_score: 25}'")
     f.add_argument("--where", help="extra SQL condition on the clips table, e.g. \"fps >= 24 AND width >= 640\"")
     f.add_argument("--dry-run", action="store_true", help="print what would be kept, write nothing")
+    f.add_argument("--dedup-against", metavar="RUN", default=None,
+                   help="(runs with the dedup stage) also reject clips that duplicate a kept clip of this run")
     st = sub.add_parser("stats", help="terminal summary of a run: funnel, score percentiles, errors")
     st.add_argument("run_dir")
     st.add_argument("--json", action="store_true", help="machine-readable output")
@@ -161,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Worker processes' start-up warnings are relayed here; they are kept in <output>/logs.
     logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
+    if getattr(args, "dedup_against", None):  # a path: quoted so YAML keeps it a string
+        args.set.append(f"dedup.against={json.dumps(os.path.abspath(args.dedup_against))}")
     if args.command == "run":
         from pipeline.options import beam_flags
         from pipeline.run import run

@@ -17,9 +17,17 @@ from pathlib import Path
 import yaml
 
 from pipeline.config_checks import ConfigError, check_ranges, coerce
-from pipeline.config_stages import CameraConfig, CaptionConfig, ClipModelConfig, FuserConfig, MotionConfig, OcrConfig
+from pipeline.config_stages import (
+    CameraConfig,
+    CaptionConfig,
+    ClipModelConfig,
+    DedupConfig,
+    FuserConfig,
+    MotionConfig,
+    OcrConfig,
+)
 
-__all__ = ["CameraConfig", "CaptionConfig", "ClipModelConfig", "Config", "ConfigError", "FuserConfig",
+__all__ = ["CameraConfig", "CaptionConfig", "ClipModelConfig", "Config", "ConfigError", "DedupConfig", "FuserConfig",
            "MotionConfig", "OcrConfig", "load_config", "with_changes"]
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "beam_config.yaml"
@@ -182,6 +190,7 @@ class Config:
     clips: ClipsConfig = field(default_factory=ClipsConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
     ocr: OcrConfig = field(default_factory=OcrConfig)
     clip_model: ClipModelConfig = field(default_factory=ClipModelConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)

@@ -69,6 +69,17 @@ def check_ranges(cfg) -> None:
         unknown = sorted(set(getattr(cfg.filters, bound.setting)) - set(labels))
         need(not unknown, f"filters.{bound.setting} has unknown label(s) {', '.join(unknown)}; "
                           f"choose from {', '.join(labels)}")
+    from transforms.dedup import KEEP_BY, SIGNALS
+
+    d = cfg.dedup
+    need(0 < d.min_similarity <= 1, f"dedup.min_similarity must be in (0, 1], got {d.min_similarity}")
+    need(d.min_frames >= 1 and d.bands >= 1 and d.min_shared_keys >= 1,
+         "dedup.min_frames, dedup.bands and dedup.min_shared_keys must be >= 1")
+    need(1 <= d.band_bits <= 62, f"dedup.band_bits must be in 1..62, got {d.band_bits}")
+    need(bool(d.use) and set(d.use) <= set(SIGNALS), f"dedup.use must name one or both of {', '.join(SIGNALS)}")
+    need(0 < d.clip_min_similarity <= 1, f"dedup.clip_min_similarity must be in (0, 1], got {d.clip_min_similarity}")
+    unknown = sorted(set(d.keep_by) - set(KEEP_BY))
+    need(not unknown, f"dedup.keep_by has unknown key(s) {', '.join(unknown)}; choose from {', '.join(KEEP_BY)}")
     for (section, name), choices in _CHOICES.items():
         value = getattr(getattr(cfg, section), name)
         need(value in choices, f"{section}.{name} is {value!r}; choose one of {', '.join(choices)}")

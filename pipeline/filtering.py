@@ -48,7 +48,8 @@ class Thresholds(beam.PTransform):
 
 
 class FilterClips(beam.PTransform):
-    """clip rows -> the same rows with ``keep`` and ``reject_reasons`` (the run's verdict)."""
+    """clip rows -> the same rows with ``keep`` and ``reject_reasons`` (the run's verdict); with
+    the dedup stage, duplicates among the kept clips are then rejected too."""
 
     def __init__(self, cfg, ran):
         """``ran``: the stages that have run (their bounds apply)."""
@@ -58,10 +59,16 @@ class FilterClips(beam.PTransform):
     def expand(self, clips):
         cfg, ran = self.cfg, self.ran
         if not percentile_columns(cfg):
-            return clips | "Verdict" >> beam.Map(apply_filters, cfg, (), ran)
-        bounds = clips | "Thresholds" >> Thresholds(cfg)
-        return clips | "Verdict" >> beam.Map(lambda r, extra: apply_filters(r, cfg, extra, ran),
-                                             beam.pvalue.AsSingleton(bounds))
+            verdict = clips | "Verdict" >> beam.Map(apply_filters, cfg, (), ran)
+        else:
+            bounds = clips | "Thresholds" >> Thresholds(cfg)
+            verdict = clips | "Verdict" >> beam.Map(lambda r, extra: apply_filters(r, cfg, extra, ran),
+                                                    beam.pvalue.AsSingleton(bounds))
+        if "dedup" in ran:  # across clips: among those every other filter keeps
+            from pipeline.dedup import MarkDuplicates
+
+            verdict = verdict | "Dedup" >> MarkDuplicates(cfg)
+        return verdict
 
 
 class Route(beam.PTransform):

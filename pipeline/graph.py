@@ -3,7 +3,8 @@
     sources ─ AnalyzeVideos ─┬─ videos ──────────────────────────────────────────── videos/*.parquet
       (+ resumed records)    ├─ errors ──────────────────────────────────────────── errors/*.parquet
                              └─ clips ─ Route ─┬─ ScoreModels ─┬─ FilterClips ─ Materialise ─ clips/*.parquet
-                                               └──────────────┘    (the verdict)   └─ shards/*.tar
+                                               └──────────────┘    (the verdict,   └─ shards/*.tar
+                                                                   then dedup)
 
 Cheap filters first: only clips that pass the analysis stages' filters reach the model stages.
 """

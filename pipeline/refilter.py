@@ -15,6 +15,7 @@ import shutil
 import apache_beam as beam
 
 from pipeline import rundir
+from pipeline.dedup import dedup_rows
 from pipeline.filtering import collect_values
 from pipeline.media import Materialise
 from pipeline.options import pipeline_options
@@ -70,6 +71,8 @@ def refiltered_rows(run_dir: str, cfg, where: str | None = None) -> list[ClipRow
         raise ValueError(f"{run_dir} has no clips table; is it a vidcurate run directory?")
     rows = [checked(r) for r in table.to_pylist()]
     ran = source_stages(run_dir)
+    if cfg.dedup.against and "dedup" not in ran:
+        raise ValueError(f"--dedup-against: {run_dir} was run without the dedup stage (no signatures to compare)")
     extra = percentile_thresholds(collect_values(percentile_columns(cfg), rows), cfg)
     passing = where_ids(run_dir, where) if where else None
     out = []
@@ -77,9 +80,11 @@ def refiltered_rows(run_dir: str, cfg, where: str | None = None) -> list[ClipRow
         new = apply_filters(row, cfg, extra, ran)
         if passing is not None and row.clip_id not in passing:
             new = new.replace(reject_reasons=sorted(set(new.reject_reasons) | {"where"}), keep=False)
-        # A kept row keeps its old shard name as a pointer to its media until it is re-packed.
-        out.append(new.replace(shard=row.shard if new.keep else None))
-    return out
+        out.append(new)
+    if "dedup" in ran:
+        out = dedup_rows(out, cfg)
+    # A kept row keeps its old shard name as a pointer to its media until it is re-packed.
+    return [new.replace(shard=old.shard if new.keep else None) for old, new in zip(rows, out)]
 
 
 def dry_run(run_dir: str, cfg, where: str | None = None) -> dict:

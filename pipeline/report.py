@@ -8,23 +8,17 @@ inline SVG and thumbnails inline animated WebP: the file needs nothing but a bro
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
-import logging
 import os
 
 import numpy as np
 
-from pipeline.rundir import check_shard_name
 from pipeline.stats import stats
 from pipeline.tables import read_table
+from pipeline.thumbnails import thumbnail
 from transforms.filters import reason_column
-from transforms.shards import iter_members
 from transforms.stages import STAGES, labelled_columns
-
-log = logging.getLogger(__name__)
 
 GALLERY_COLUMNS = (*(c.name for s in STAGES for c in s.columns if c.summarised), "duration_s")
 PALETTE = {"bar": "#4f7cac", "kept": "#3a9d5d", "rejected": "#c8553d", "line": "#d1495b"}
@@ -89,61 +83,6 @@ def funnel_svg(funnel: list[dict], total: int, width: int = 620) -> str:
     return "".join(parts)
 
 
-def _pick(frames, total: int, count: int, width: int) -> list:
-    """PIL images of ``count`` evenly spaced frames of a stream of ``total`` frames; frames are
-    converted as they pass, never all held."""
-    picks = set(np.linspace(0, max(0, total - 1), num=min(count, max(1, total))).round().astype(int).tolist())
-    out = []
-    for i, frame in enumerate(frames):
-        if i in picks:
-            out.append(frame.to_image().resize((width, max(2, int(frame.height * width / frame.width)))))
-        if i >= max(picks):
-            break
-    return out
-
-
-def _frames_from_mp4(data: bytes, total: int, count: int, width: int):
-    import av
-
-    with av.open(io.BytesIO(data)) as c:
-        return _pick(c.decode(video=0), total, count, width)
-
-
-def _frames_from_source(row: dict, count: int, width: int):
-    """Frames of a clip that was never written (rejected, or a --no-clips run), from its source."""
-    from transforms.clips import ClipReader
-    from transforms.rows import ClipRow
-    from transforms.storage import opened
-
-    with opened(row["source"]) as container:
-        reader = ClipReader(container, row["source"])
-        try:
-            return _pick(reader.frames(ClipRow.from_dict(row, strict=False)), row["num_frames"], count, width)
-        finally:
-            reader.close()
-
-
-def thumbnail(row: dict, run_dir: str, count: int = 8, width: int = 200) -> str | None:
-    """An animated WebP data URI of ``count`` frames of the clip."""
-    try:
-        images = None
-        if row.get("shard"):
-            path = os.path.join(run_dir, "shards", check_shard_name(row["shard"]))
-            data = next((fh.read() for key, _, fh in iter_members(path, ("mp4",)) if key == row["clip_id"]), None)
-            if data is not None:
-                images = _frames_from_mp4(data, row["num_frames"], count, width)
-        if not images:
-            images = _frames_from_source(row, count, width)
-        if not images:
-            return None
-        buf = io.BytesIO()
-        images[0].save(buf, format="WEBP", save_all=True, append_images=images[1:], duration=250, loop=0, quality=70)
-        return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode()
-    except Exception as exc:  # noqa: BLE001 - a missing thumbnail must not stop the report
-        log.warning("no thumbnail for %s: %s", row.get("clip_id"), exc)
-        return None
-
-
 def pick_samples(clips: list[dict], column: str) -> list[tuple[str, dict]]:
     scored = sorted((c for c in clips if c.get(column) is not None), key=lambda c: c[column])
     if not scored:
@@ -195,6 +134,33 @@ figure img{width:100%;display:block;background:#000}figure figcaption{padding:8p
 .tag{display:inline-block;padding:1px 7px;border-radius:9px;font-size:11px;font-weight:600;color:#fff}
 .kept{background:#3a9d5d}.rejected{background:#c8553d}
 """
+
+
+def _figure(row: dict, run_dir: str, note: str) -> str:
+    uri = thumbnail(row, run_dir, count=6, width=160)
+    img = f"<img src='{uri}' alt='clip {_esc(row['clip_id'])}'>" if uri else "<p class=muted>no preview</p>"
+    return (f"<figure>{img}<figcaption>{note}<div class=muted>{_esc(os.path.basename(row['source']))} "
+            f"{row['start_time']:.1f}–{row['end_time']:.1f}s {row['width']}x{row['height']}</div></figcaption></figure>")
+
+
+def duplicates_section(clips: list[dict], run_dir: str, counts: dict, groups: int = 6, members: int = 4) -> str:
+    """The largest groups of duplicates: the kept clip, then the clips rejected as its copies."""
+    by_id = {c["clip_id"]: c for c in clips}
+    found: dict[str, list[dict]] = {}
+    for c in clips:
+        if c.get("duplicate_of"):
+            found.setdefault(c["duplicate_of"], []).append(c)
+    rows = []
+    for kept_id, dups in sorted(found.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:groups]:
+        kept = by_id.get(kept_id)  # absent: a clip of the run given to --dedup-against
+        figs = [_figure(kept, run_dir, "<span class='tag kept'>kept</span>") if kept else
+                f"<figure><p class=muted>{_esc(kept_id)} (earlier run)</p></figure>"]
+        figs += [_figure(d, run_dir, f"<span class='tag rejected'>{_esc(d['duplicate_kind'])}</span> "
+                                     f"similarity {d['duplicate_similarity']:.3f}") for d in dups[:members]]
+        more = f"<p class=muted>and {len(dups) - members} more</p>" if len(dups) > members else ""
+        rows.append(f"<div class=gallery>{''.join(figs)}</div>{more}")
+    return (f"<section><h2>Duplicates</h2><p class=muted>{counts['duplicates']} clip(s) in {counts['groups']} group(s) "
+            f"rejected as copies of the clip each group keeps; the largest groups:</p>{''.join(rows)}</section>")
 
 
 def build_report(run_dir: str, samples_per_score: bool = True) -> str:
@@ -250,6 +216,8 @@ def build_report(run_dir: str, samples_per_score: bool = True) -> str:
                             f"<span class='tag {state}'>{state}</span><div class=muted>{_esc(os.path.basename(row['source']))} "
                             f"{row['start_time']:.1f}–{row['end_time']:.1f}s {_esc(reasons)}</div>{caption}</figcaption></figure>")
         out.append(f"<section><h2>Sample clips</h2><div class=gallery>{''.join(figs)}</div></section>")
+    if s.get("dedup"):
+        out.append(duplicates_section(clips, run_dir, s["dedup"]) if samples_per_score else "")
     err_rows = "".join(f"<tr><td>{_esc(os.path.basename(e['source'] or ''))}</td><td>{_esc(e['stage'])}</td>"
                        f"<td>{_esc(e['error_type'])}</td><td>{_esc(e['message'])}</td></tr>" for e in errors)
     out.append("<section><h2>Errors</h2>" + (f"<table><tr><th>source</th><th>stage</th><th>type</th><th>message</th></tr>{err_rows}</table>"

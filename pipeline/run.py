@@ -33,6 +33,10 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
     ``input.max_attempts``) and finished clips are not encoded again; a finished run (same
     inputs, content and config) is not redone unless ``force``."""
     stage_list = parse_stages(stages)
+    if "dedup" in stage_list and "clip" in cfg.dedup.use and "clip" not in stage_list:
+        raise ValueError("dedup.use includes clip: add the clip stage to --stages (its embeddings are compared)")
+    if cfg.dedup.against and "dedup" not in stage_list:
+        raise ValueError("--dedup-against needs the dedup stage: add it to --stages, e.g. --stages probe,cuts,motion,dedup")
     if local_path(output) is None:
         raise ValueError(f"--output {output}: writing to URLs is not supported yet; use a local or mounted "
                          "directory every worker can write (e.g. a gcsfuse or mountpoint-s3 mount)")

@@ -35,10 +35,14 @@ def connect(run_dir: str):
 
 def query(run_dir: str, sql: str):
     """Run ``sql``; returns (column names, rows)."""
+    import duckdb
+
     con = connect(run_dir)
     try:
         cur = con.execute(sql)
         return [d[0] for d in cur.description], cur.fetchall()
+    except duckdb.Error as exc:  # a mistyped query: say what DuckDB said, no traceback
+        raise ValueError(f"the query failed: {exc}") from None
     finally:
         con.close()
 
@@ -84,7 +88,21 @@ def stats(run_dir: str) -> dict:
         "scores": score_percentiles(clips),
         "errors": error_counts(errors),
         **{column: label_counts(clips, column) for column in labelled_columns()},
+        "dedup": dedup_counts(clips),
     }
+
+
+def dedup_counts(clips: list[dict]) -> dict:
+    """Groups of duplicates (a kept clip and the clips that name it) and their sizes; empty when
+    the dedup stage did not run or found nothing."""
+    groups: dict[str, int] = {}
+    for c in clips:
+        if c.get("duplicate_of"):
+            groups[c["duplicate_of"]] = groups.get(c["duplicate_of"], 0) + 1
+    if not groups:
+        return {}
+    return {"groups": len(groups), "duplicates": sum(groups.values()), "largest_group": 1 + max(groups.values()),
+            "hours_removed": sum(c["duration_s"] or 0 for c in clips if c.get("duplicate_of")) / 3600}
 
 
 def label_counts(clips: list[dict], column: str) -> dict[str, dict]:
@@ -141,6 +159,10 @@ def render_stats(s: dict) -> str:
         if s.get(column):
             lines += ["", f"{column.replace('_', ' ')} (clips, kept)"]
             lines += [f"  {k:<16}{v['clips']:>6}{v['kept']:>6}" for k, v in s[column].items()]
+    if s.get("dedup"):
+        d = s["dedup"]
+        lines += ["", f"duplicates  {d['duplicates']} clip(s) ({d['hours_removed']:.3f} h) in {d['groups']} group(s), "
+                      f"largest {d['largest_group']} clips; each group keeps one"]
     lines += ["", "errors"]
     lines += [f"  {k:<40}{n:>6}" for k, n in s["errors"].items()] or ["  (none)"]
     return "\n".join(lines)

@@ -159,3 +159,74 @@ def slide(i: int, w: int = 320, h: int = 180) -> np.ndarray:
     for k, line in enumerate(("- curated video clips", "- shot boundaries", "- captions and scores")):
         cv2.putText(img, line, (16, h // 3 + k * h // 6), cv2.FONT_HERSHEY_SIMPLEX, h / 450, (30, 30, 30), 1)
     return img
+
+
+VARIANTS = ("reencode", "half", "webm", "trim", "crop10", "logo", "subtitle", "mirror")
+
+
+def _logo(img: np.ndarray) -> np.ndarray:
+    import cv2
+
+    img = img.copy()
+    h, w = img.shape[:2]
+    cv2.rectangle(img, (w - w // 8 - 8, 8), (w - 8, 8 + h // 14), (255, 255, 255), -1)
+    cv2.putText(img, "TV", (w - w // 8, 4 + h // 14), cv2.FONT_HERSHEY_SIMPLEX, h / 500, (0, 0, 180), 2)
+    return img
+
+
+def _subtitle(img: np.ndarray) -> np.ndarray:
+    import cv2
+
+    img = img.copy()
+    h, w = img.shape[:2]
+    cv2.putText(img, "a burned-in subtitle line", (w // 8, h - h // 12), cv2.FONT_HERSHEY_SIMPLEX, h / 400,
+                (255, 255, 255), max(1, h // 200))
+    return img
+
+
+def variant(src: str, dst: str, kind: str, max_s: float | None = None) -> str:
+    """A copy of ``src`` as the web makes them: ``reencode`` (H.264 at a much lower quality),
+    ``half`` (half the size), ``webm`` (VP9 in WebM), ``trim`` (the first 1.3 s and the last
+    0.7 s gone), ``crop10`` (10% of the width and height cut, rescaled back), ``logo`` (a
+    station logo in a corner), ``subtitle`` (a burned-in line), ``mirror`` (flipped left-right);
+    ``original``: unchanged at high quality. ``max_s``: only the first seconds of ``src``."""
+    import cv2
+
+    with av.open(src) as c:
+        s = c.streams.video[0]
+        rate = s.average_rate or Fraction(25)
+        frames = []
+        for f in c.decode(s):
+            if max_s is not None and float(f.time or 0) >= max_s:
+                break
+            frames.append((float(f.time or 0), f.to_ndarray(format="rgb24")))
+    h, w = frames[0][1].shape[:2]
+    end = frames[-1][0]
+    pick = [img for t, img in frames if kind != "trim" or 1.3 <= t <= end - 0.7]
+
+    def change(img):
+        if kind == "half":
+            return cv2.resize(img, (w // 4 * 2, h // 4 * 2), interpolation=cv2.INTER_AREA)
+        if kind == "crop10":
+            dy, dx = h // 20, w // 20
+            return cv2.resize(img[dy:h - dy, dx:w - dx], (w, h), interpolation=cv2.INTER_LINEAR)
+        if kind == "logo":
+            return _logo(img)
+        if kind == "subtitle":
+            return _subtitle(img)
+        if kind == "mirror":
+            return img[:, ::-1]
+        return img
+
+    if not pick:
+        raise ValueError(f"{src}: too short for a {kind} copy")
+    out_imgs = [np.ascontiguousarray(change(img)) for img in pick]
+    oh, ow = out_imgs[0].shape[:2]
+    fmt, codec = ("webm", "libvpx-vp9") if kind == "webm" else ("mp4", "libx264")
+    with av.open(dst, "w", format=fmt) as out:
+        st = out.add_stream(codec, rate=rate)
+        st.width, st.height, st.pix_fmt = ow, oh, "yuv420p"
+        st.options = ({"deadline": "realtime", "cpu-used": "8", "crf": "40", "b": "0"} if codec == "libvpx-vp9"
+                      else {"preset": "ultrafast", "crf": {"reencode": "34", "original": "16"}.get(kind, "23")})
+        mux_video(out, st, out_imgs)
+    return dst

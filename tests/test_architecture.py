@@ -105,7 +105,7 @@ def test_every_stage_is_declared_once_and_the_rest_reads_it():
         if stage.is_model:
             assert stage.frames(cfg) and stage.steps(cfg) and stage.preflight is not None
     assert parse_stages("motion,ocr") == ("probe", "cuts", "motion", "ocr")  # required stages always run
-    with pytest.raises(ValueError, match="choose from probe, cuts, motion, camera, ocr, clip, caption"):
+    with pytest.raises(ValueError, match="choose from probe, cuts, motion, camera, dedup, ocr, clip, caption"):
         parse_stages("probe,flow")
 
 

@@ -128,6 +128,8 @@ def test_query_and_readers(base_run):
     cols, rows = query(base_run, "SELECT count(*) AS n, sum(CAST(keep AS INT)) AS kept FROM clips")
     clips = read_table(base_run, "clips").to_pylist()
     assert cols == ["n", "kept"] and rows[0] == (len(clips), sum(c["keep"] for c in clips))
+    with pytest.raises(ValueError, match="the query failed: .*duration_x"):  # a clean error, the CLI exits 2
+        query(base_run, "SELECT duration_x FROM clips")
     import pandas as pd
     import pyarrow.dataset as ds
 

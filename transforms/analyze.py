@@ -19,7 +19,7 @@ from transforms.errors import CorruptVideo
 from transforms.motion import MotionPair, MotionSampler, clip_motion
 from transforms.pixels import displayed_size, motion_grey, scaled_size, to_bgr_grey
 from transforms.rows import ClipRow, ErrorRow, VideoRow, clip_id_for, error, video_id_for
-from transforms.stages import DEFAULT, STAGES, pair_hooks
+from transforms.stages import DEFAULT, STAGES, frame_hooks, pair_hooks
 from transforms.storage import opened
 
 
@@ -38,6 +38,7 @@ class VideoAnalysis:
     decode_errors: int = 0  # packets that failed to decode (and an early stop)
     stopped: str | None = None  # why decoding ended before the stream did, if it did
     errors_inside: int = 0  # decode errors followed by more decoded frames (not just a cut-off end)
+    samples: list = field(default_factory=list)  # (frame, stage -> value) of the per-frame hooks
 
 
 def analyze_video(source: str, cfg, stages=DEFAULT) -> VideoAnalysis:
@@ -54,7 +55,8 @@ def flow_sampler(fps: float, cfg, stages) -> MotionSampler | None:
     hooks of the stages that build on its flow."""
     if "motion" not in stages:
         return None
-    return MotionSampler(fps, cfg.motion.fps, cfg.motion.method, hooks=pair_hooks(stages))
+    return MotionSampler(fps, cfg.motion.fps, cfg.motion.method, hooks=pair_hooks(stages),
+                         frame_hooks=frame_hooks(stages))
 
 
 def analyze_container(container, info: decode.ProbeInfo, source: str, cfg, stages=DEFAULT) -> VideoAnalysis:
@@ -92,7 +94,7 @@ def analyze_container(container, info: decode.ProbeInfo, source: str, cfg, stage
     return VideoAnalysis(source, video_id_for(source), info, n, fps, cuts,
                          sampler.pairs if sampler else [], np.asarray(pts, dtype=np.int64), t,
                          time.perf_counter() - t0, stats.get("decode_errors", 0), stats.get("stopped"),
-                         sum(1 for k in stats.get("error_at", []) if k < n))
+                         sum(1 for k in stats.get("error_at", []) if k < n), sampler.samples if sampler else [])
 
 
 def span_times(a: VideoAnalysis, start: int, end: int) -> tuple[float, float]:
@@ -199,12 +201,15 @@ def clip_rows(a: VideoAnalysis, cfg) -> list[ClipRow]:
     """The clip rows of an analysis: spans, motion, and the columns of the flow-based stages."""
     spans = plan_clips(a.cuts.scenes, a.fps, cfg.clips.max_duration_s, cfg.limits.max_frames_per_clip, a.times)
     hooked = [s for s in STAGES if s.clip is not None and any(s.name in p.extra for p in a.motion)]
+    framed = [s for s in STAGES if s.clip is not None and any(s.name in v for _, v in a.samples)]
     width, height = displayed_size(a.probe.width, a.probe.height, a.probe.rotation)
     rows = []
     for s, e in spans:
         score, series = clip_motion(a.motion, s, e)
         inside = [p for p in a.motion if p.a >= s and p.b < e]
         columns = {k: v for st in hooked for k, v in st.clip([p.extra.get(st.name) for p in inside], cfg).items()}
+        sampled = [v for i, v in a.samples if s <= i < e]
+        columns.update({k: v for st in framed for k, v in st.clip([x.get(st.name) for x in sampled], cfg).items()})
         t0, t1 = span_times(a, s, e)
         rows.append(ClipRow(
             clip_id=clip_id_for(a.video_id, s, e), video_id=a.video_id, source=a.source,

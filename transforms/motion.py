@@ -41,7 +41,9 @@ class MotionSampler:
     target_fps: float = 2.0
     method: str = "farneback"
     hooks: dict = field(default_factory=dict)  # stage name -> pair(flow, dt): more from the same flow
+    frame_hooks: dict = field(default_factory=dict)  # stage name -> frame(grey): more from the same samples
     pairs: list[MotionPair] = field(default_factory=list)
+    samples: list[tuple[int, dict]] = field(default_factory=list)  # (frame number, stage -> value)
 
     def __post_init__(self):
         self.fps = self.fps if self.fps > 0 else 25.0
@@ -56,6 +58,8 @@ class MotionSampler:
         return int(np.floor(t / self.interval + 1e-6)) > self._bucket
 
     def push(self, index: int, t: float, grey: np.ndarray) -> None:
+        if self.frame_hooks:
+            self.samples.append((index, {name: hook(grey) for name, hook in self.frame_hooks.items()}))
         if self._prev is not None:
             pi, pt, pg = self._prev
             dt = max(t - pt, 1e-3)

@@ -129,6 +129,7 @@ class SegmentResult:
     cuts: list[int] = field(default_factory=list)
     gaps: list[tuple[int, int]] = field(default_factory=list)
     motion: list[MotionPair] = field(default_factory=list)
+    samples: list = field(default_factory=list)  # (frame, stage -> value) of the per-frame hooks
     decoded: int = 0
     seconds: float = 0.0
     rotation: int = 0  # display matrix of the first decoded frame (clockwise degrees)
@@ -186,6 +187,7 @@ def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, s
             result.gaps.append((ga, ge))
     if sampler is not None:
         result.motion = [p for p in sampler.pairs if start <= p.a < end]
+        result.samples = [x for x in sampler.samples if start <= x[0] < end]
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -205,9 +207,10 @@ def merge_segments(source: str, cfg, index: VideoIndex, results: list[SegmentRes
     scenes = timed_scenes(n, cuts, gaps, cfg.cuts.boundary_margin_frames, cfg.cuts.min_scene_s, index.times, fps)
     info = dataclasses.replace(index.info, rotation=results[0].rotation if results else 0)
     errors = sum(r.decode_errors for r in results)
+    samples = sorted({x[0]: x for r in results for x in r.samples}.values(), key=lambda x: x[0])
     return VideoAnalysis(source, video_id_for(source), info, n, fps, CutResult(scenes, cuts, gaps),
                          pairs, index.pts, index.times,
-                         sum(r.seconds for r in results), errors, None, errors)
+                         sum(r.seconds for r in results), errors, None, errors, samples)
 
 
 def analyze_in_segments(source: str, cfg, segment_s: float, stages=DEFAULT) -> VideoAnalysis:

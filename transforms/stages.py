@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from transforms import aesthetic, camera, captions, fusion, ocr
+from transforms import aesthetic, camera, captions, dedup, fusion, ocr
 from transforms import model_frames as mf
 
 CANDIDATE = pa.struct([("model", pa.string()), ("kind", pa.string()), ("text", pa.string()),
@@ -71,10 +71,14 @@ class Stage:
     preflight: Callable | None = None
     required: bool = False  # always runs (cannot be left out of --stages)
     needs: tuple[str, ...] = ()  # stages whose work it builds on (they run too)
-    # Analysis stages on the motion stage's flow: pair(flow, dt) -> a value per sampled pair, in
-    # the analysis decode; clip(values of the pairs inside a clip, cfg) -> the clip's columns.
+    # Analysis stages on the motion stage's samples, in the analysis decode: pair(flow, dt) -> a
+    # value per sampled pair, or frame(grey) -> a value per sampled frame; clip(the values inside
+    # a clip, cfg) -> the clip's columns.
     pair: Callable | None = None
+    frame: Callable | None = None
     clip: Callable | None = None
+    # Across clips: decided with the verdict, over the clips every other filter keeps.
+    across: bool = False
 
     @property
     def is_model(self) -> bool:
@@ -129,6 +133,11 @@ STAGES: tuple[Stage, ...] = (
                    Column("camera_rotation", pa.float64()), Column("camera_shake", pa.float64()),
                    Column("camera_fit", pa.float64())),
           bounds=(Bound("camera_motion", "camera_motion", "exclude", "exclude_camera_motion"),)),
+    Stage("dedup", "dedup", needs=("motion",), frame=dedup.thumb, clip=dedup.clip_thumbs, across=True,
+          columns=(Column("dedup_thumbs", pa.list_(pa.binary()), in_shard_json=False),
+                   Column("duplicate_of", pa.string()),  # the kept clip of its group
+                   Column("duplicate_kind", pa.string(), labels=dedup.KINDS),
+                   Column("duplicate_similarity", pa.float64()))),
     Stage("ocr", "ocr",
           columns=(Column("ocr_text_area", pa.float64(), summarised=True),  # max over the frames
                    Column("ocr_text_area_mean", pa.float64()),
@@ -175,6 +184,11 @@ def parse_stages(text: str | None) -> tuple[str, ...]:
 def pair_hooks(stages) -> dict[str, Callable]:
     """name -> per-pair function of the flow-based analysis stages in ``stages``."""
     return {s.name: s.pair for s in STAGES if s.pair is not None and s.name in stages}
+
+
+def frame_hooks(stages) -> dict[str, Callable]:
+    """name -> per-sampled-frame function of the analysis stages in ``stages``."""
+    return {s.name: s.frame for s in STAGES if s.frame is not None and s.name in stages}
 
 
 def stage_of(column: str) -> Stage | None:
