@@ -75,6 +75,11 @@ def test_groups_keep_the_best_and_references_win():
     found = dedup.find_duplicates([mk("a_1", "a", (100.0,), True), mk("b_1", "b", (400.0,))], cfg)
     assert found == {"b_1": ("a_1", "exact", 1.0)}  # an earlier run's clip is kept whatever its rank
     assert dedup.find_duplicates([mk("a_1", "a", (1.0,)), mk("a_2", "a", (2.0,))], cfg) == {}  # same video
+    from types import SimpleNamespace
+
+    bad = SimpleNamespace(clip_id="x_1", video_id="x", width=1, height=1, duration_s=1.0,
+                          dedup_thumbs=[b"short", sigs[0], sigs[1], None])  # e.g. a tampered table
+    assert dedup.entry_of(bad, cfg).thumbs == (sigs[0], sigs[1])
     same = with_changes(cfg, dedup={"same_video": True})
     assert dedup.find_duplicates([mk("a_1", "a", (1.0,)), mk("a_2", "a", (2.0,))], same) == {"a_1": ("a_2", "exact", 1.0)}
 
@@ -264,6 +269,7 @@ def test_clip_embeddings_find_semantic_copies():
     kept, kind, sim = found["b" * 16 + "_0000000_0000050"]
     assert kept == rows[0].clip_id and kind == "semantic" and sim > 0.95
     assert dedup.entry_of(rows[0], Config()) is None  # thumbs only (the default): no frame signatures here
+    assert dedup.clip_vector([[0.1, 0.2], [0.3]]) is None and dedup.clip_vector([[0.0, 0.0]]) is None
     with pytest.raises(ConfigError, match="dedup.use"):
         load_config(None, ["dedup.use=[faces]"])
 

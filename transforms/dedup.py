@@ -103,7 +103,10 @@ def clip_vector(embedding) -> bytes | None:
     """A clip's CLIP signature: the mean of its frames' embeddings, unit length, float16."""
     if not embedding:
         return None
-    v = np.asarray(embedding, dtype=np.float32).reshape(len(embedding), -1).mean(axis=0)
+    try:
+        v = np.asarray(embedding, dtype=np.float32).reshape(len(embedding), -1).mean(axis=0)
+    except (TypeError, ValueError):  # ragged or missing values read back from a table
+        return None
     n = float(np.linalg.norm(v))
     return (v / n).astype(np.float16).tobytes() if n > 0 else None
 
@@ -157,7 +160,9 @@ def keep_score(row, keep_by) -> tuple:
 def entry_of(row, cfg, reference: bool = False) -> Entry | None:
     """A clip's entry with the signals of ``dedup.use`` it has (None: it has none)."""
     d = cfg.dedup
-    thumbs = tuple(row.dedup_thumbs or ()) if "thumbs" in d.use else ()
+    # Signatures read back from a table are checked: only 144-byte ones count.
+    thumbs = tuple(t for t in row.dedup_thumbs or () if isinstance(t, bytes) and len(t) == SIDE * SIDE) \
+        if "thumbs" in d.use else ()
     thumbs = thumbs if len(thumbs) >= d.min_frames else ()
     embedding = clip_vector(getattr(row, "clip_embedding", None)) if "clip" in d.use else None
     if not thumbs and embedding is None:
