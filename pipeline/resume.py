@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -78,10 +79,21 @@ def fingerprint(source: str) -> str | None:
     return f"{info.get('size')}"
 
 
+def _to_json(x):
+    """Binary columns (e.g. the dedup signatures) round-trip as base64; anything else as text."""
+    if isinstance(x, bytes):
+        return {"$base64": base64.b64encode(x).decode("ascii")}
+    return str(x)
+
+
+def _from_json(obj: dict):
+    return base64.b64decode(obj["$base64"]) if set(obj) == {"$base64"} else obj
+
+
 def _read(path: str) -> dict | None:
     try:
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            return json.load(fh, object_hook=_from_json)
     except (OSError, ValueError):
         return None  # missing or unreadable: analyze again
 
@@ -111,7 +123,7 @@ def finish(output: str | None, key: str, video, clips: list, error) -> dict:
     if output:
         data = {"key": key, "fingerprint": stamp, "attempts": attempts, "video": record["video"].to_dict(),
                 "clips": [c.to_dict() for c in clips], "error": error.to_dict() if error else None}
-        atomic_write_bytes(path, json.dumps(data, default=str).encode())
+        atomic_write_bytes(path, json.dumps(data, default=_to_json).encode())
     return record
 
 

@@ -314,3 +314,10 @@ def test_the_same_stream_in_another_container_is_an_exact_duplicate(tmp_path):
     kept = [r for r in rows if r["keep"]]
     assert len(dups) == len(kept) == 3
     assert all(r["duplicate_kind"] == "exact" and r["duplicate_similarity"] == 1.0 for r in dups)
+    # A re-run with other filters reuses the analysis records: the signatures survive them.
+    cfg = with_changes(Config(), filters={"min_motion": 0.5})
+    summary = run(str(d), str(tmp_path / "out"), cfg, stages="probe,cuts,dedup", no_clips=True)
+    assert summary["videos"]["total"] == 2
+    again = read_rows(str(tmp_path / "out"), "clips")
+    assert sorted(r["clip_id"] for r in again if r["duplicate_of"]) == sorted(r["clip_id"] for r in dups)
+    assert all(len(t) == 144 for r in again for t in r["dedup_thumbs"])
