@@ -55,7 +55,7 @@ class DedupConfig:
     # Mirrored copies count as duplicates (their thumbnails are compared flipped too).
     mirrored: bool = True
     # In each group the clip best by these, in order, is kept: resolution (width x height),
-    # duration, aesthetic (stage clip), motion. Ties: the smallest clip_id.
+    # duration, aesthetic (stage clip), motion. Ties: the most central copy, then the clip_id.
     keep_by: tuple[str, ...] = ("resolution", "duration")
     # LSH: clips sharing one of `bands` keys of `band_bits` random-hyperplane bits on any
     # sampled frame are compared (each bucket's clips with its leader only, each pair once);

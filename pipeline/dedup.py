@@ -1,5 +1,5 @@
-"""The dedup stage across clips, in the pipeline: LSH buckets by ``GroupByKey``, pairs verified
-inside each bucket, groups resolved from the (few) matched pairs, the verdict joined back by
+"""The dedup stage across clips, in the pipeline: LSH buckets by ``GroupByKey``, candidate pairs
+compared once, groups resolved from the (few) matched pairs, the verdict joined back by
 clip_id. No clip list passes through the driver; ``--dedup-against RUN`` reads the earlier run's
 kept clips inside the pipeline too."""
 
@@ -17,17 +17,11 @@ READ_COLUMNS = ["clip_id", "video_id", "keep", "dedup_thumbs", "clip_embedding",
                 "aesthetic_score", "motion_score"]
 
 
-class _KeysFn(beam.DoFn):
-    """entry -> (LSH key, (clip_id, video_id, reference)) for every key of its sampled frames
-    (hyperplanes made once per worker; only ids travel through the bucket shuffle)."""
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-
-    def process(self, entry: Entry):
-        member = (entry.clip_id, entry.video_id, entry.reference)
-        for key in dedup.entry_keys(entry, self.cfg):  # hyperplanes: made once per worker (cached)
-            yield key, member
+def _keyed(entry: Entry, cfg):
+    """entry -> (LSH key, (clip_id, video_id, reference)) for every key of its signals: only
+    ids travel through the bucket shuffle (the hyperplanes are made once per worker)."""
+    member = (entry.clip_id, entry.video_id, entry.reference)
+    return ((key, member) for key in dedup.entry_keys(entry, cfg))
 
 
 def _pairs(bucket, same_video: bool):
@@ -57,8 +51,8 @@ class Deduplicate(beam.PTransform):
     ``reference``: a PCollection of :class:`transforms.dedup.Entry` of an earlier run (kept).
 
     LSH buckets by GroupByKey on ids; each bucket pairs its clips with its leader; pairs that
-    share ``dedup.min_shared_keys`` keys are joined with both clips' signatures (two CoGroupByKeys) and compared once; the
-    matched pairs (few) are resolved into groups in one place."""
+    share ``dedup.min_shared_keys`` keys are joined with both clips' signatures (two
+    CoGroupByKeys) and compared once; the matched pairs (few) are resolved in one place."""
 
     def __init__(self, cfg, reference=None):
         super().__init__()
@@ -71,7 +65,7 @@ class Deduplicate(beam.PTransform):
             entries = (entries, self.reference) | "WithReference" >> beam.Flatten()
         by_id = entries | "ById" >> beam.Map(lambda e: (e.clip_id, e))
         pairs = (entries
-                 | "BandKeys" >> beam.ParDo(_KeysFn(cfg))
+                 | "BandKeys" >> beam.FlatMap(_keyed, cfg)
                  | "Buckets" >> beam.GroupByKey()
                  | "LeaderPairs" >> beam.FlatMap(_pairs, cfg.dedup.same_video)
                  | "SharedKeys" >> beam.combiners.Count.PerElement()

@@ -182,6 +182,13 @@ def test_filter_decides_again_and_dedup_against_an_earlier_run(copies, tmp_path)
     assert strict["reject_reasons"].get("duplicate", 0) < alone["reject_reasons"]["duplicate"]
     assert main(["run", "--input", str(batch), "--output", str(tmp_path / "run3"), "--no-clips",
                  "--dedup-against", str(tmp_path / "run1")]) == 2  # needs the dedup stage
+    # `vidcurate filter --dedup-against` (in memory): the same verdict as the run's.
+    assert main(["filter", str(tmp_path / "run2"), "--output", str(tmp_path / "f2"),
+                 "--dedup-against", str(tmp_path / "run1")]) == 0
+    refiltered = {r["clip_id"]: r["duplicate_of"] for r in read_rows(str(tmp_path / "f2"), "clips")}
+    assert refiltered == {r["clip_id"]: r["duplicate_of"] for r in rows}
+    run(str(batch), str(tmp_path / "plain"), Config(), no_clips=True)
+    assert main(["filter", str(tmp_path / "plain"), "--dry-run", "--dedup-against", str(tmp_path / "run1")]) == 2
 
 
 def test_pristine_and_distorted_carphone_are_one_group(tmp_path):

@@ -15,9 +15,8 @@ are measured by ``benchmarks/bench_dedup.py`` (BENCHMARKS.md).
 Matching at scale: random-hyperplane LSH on the thumbnails, ``bands`` bands of ``band_bits``
 bits; clips that share ``min_shared_keys`` band keys are candidates. In each key's bucket every
 clip is paired with the bucket's leader only (linear in the bucket, however many copies share
-it), each candidate pair is compared once, and groups are the connected components of the
-matched pairs; in each the clip ranked best by ``keep_by`` stays and the others name it in
-``duplicate_of``.
+it), and each candidate pair is compared once. :func:`resolve` turns the matched pairs into
+the verdict: best claim first, a clip that matches a kept one names it in ``duplicate_of``.
 """
 
 from __future__ import annotations

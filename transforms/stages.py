@@ -77,8 +77,6 @@ class Stage:
     pair: Callable | None = None
     frame: Callable | None = None
     clip: Callable | None = None
-    # Across clips: decided with the verdict, over the clips every other filter keeps.
-    across: bool = False
 
     @property
     def is_model(self) -> bool:
@@ -133,7 +131,7 @@ STAGES: tuple[Stage, ...] = (
                    Column("camera_rotation", pa.float64()), Column("camera_shake", pa.float64()),
                    Column("camera_fit", pa.float64())),
           bounds=(Bound("camera_motion", "camera_motion", "exclude", "exclude_camera_motion"),)),
-    Stage("dedup", "dedup", needs=("motion",), frame=dedup.thumb, clip=dedup.clip_thumbs, across=True,
+    Stage("dedup", "dedup", needs=("motion",), frame=dedup.thumb, clip=dedup.clip_thumbs,
           columns=(Column("dedup_thumbs", pa.list_(pa.binary()), in_shard_json=False),
                    Column("duplicate_of", pa.string()),  # the kept clip of its group
                    Column("duplicate_kind", pa.string(), labels=dedup.KINDS),
