@@ -110,6 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--videos", default=str(REPO.parent / "shared" / "videos"))
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--cases", default="", help="comma-separated subset of cases (default: all)")
+    ap.add_argument("--out", default="peers", help="results file stem in benchmarks/results (default: peers)")
     args = ap.parse_args(argv)
     files = sorted(str(p) for p in Path(args.videos).iterdir() if p.suffix in (".mp4", ".webm", ".avi"))
     total = sum(video_seconds(f) for f in files)
@@ -177,14 +178,14 @@ def main(argv=None) -> int:
               "repeat": args.repeat, "times_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
               "rows": rows, "ratios": ratios, "peer_failures": {k: sorted(v) for k, v in FAILED.items()}}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "peers.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2))
     md = ["| case | median s | video-s per wall-s | fraction of ffmpeg decode floor |", "|---|---|---|---|"]
     md += [f"| {r['case']} | {r['median_s']} | {r['video_s_per_wall_s']} | {r['fraction_of_floor']} |" for r in rows]
     md += ["", "| ratio (peer time / vidcurate time) | value |", "|---|---|"]
     md += [f"| {k} | {v} |" for k, v in ratios.items()]
     md += ["", "Files a peer could not process (its time still counts them): " +
            ("; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in FAILED.items() if v) or "none")]
-    (RESULTS / "peers.md").write_text("\n".join(md) + "\n")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
 

@@ -4,7 +4,7 @@ latent shards ``vidcurate encode`` writes (``<key>.latents.npy`` + ``.text.npy``
 Shards are split by node (rank) and by DataLoader worker, deterministically: sorted, shard i goes
 to rank i % world. Samples are filtered on their clip metadata, frames are sampled at a stride and
 centre-cropped to a size bucket (the bucket nearest the clip's aspect ratio), and batches hold one
-bucket each. The iterator's position (samples read, partial buckets) is part of the checkpoint so
+bucket each; with bucketed shards (``write.bucket_by``) each batch also comes from one shard set. The iterator's position (samples read, partial buckets) is part of the checkpoint so
 a resumed run sees exactly the batches an uninterrupted one would.
 """
 
@@ -63,9 +63,11 @@ def decode_clip(mp4: bytes, frames: int, stride: int, size: tuple[int, int], off
     """(frames, H, W, 3) uint8 RGB: ``frames`` frames every ``stride`` from ``offset``, scaled to
     cover ``size`` and centre-cropped; None when the clip is too short."""
     import av
+    from av.video.reformatter import VideoReformatter
 
     h, w = size
     got = []
+    sws = VideoReformatter()  # one swscale context for the clip (frame.to_ndarray makes one per frame)
     with av.open(io.BytesIO(mp4)) as container:
         stream = container.streams.video[0]
         sw, sh = stream.codec_context.width, stream.codec_context.height
@@ -74,7 +76,7 @@ def decode_clip(mp4: bytes, frames: int, stride: int, size: tuple[int, int], off
         for i, frame in enumerate(container.decode(stream)):
             if i < offset or (i - offset) % stride:
                 continue
-            img = frame.to_ndarray(width=rw, height=rh, format="rgb24")
+            img = sws.reformat(frame, width=rw, height=rh, format="rgb24").to_ndarray()
             y, x = (rh - h) // 2, (rw - w) // 2
             got.append(img[y:y + h, x:x + w])
             if len(got) == frames:
@@ -90,6 +92,11 @@ def keep(meta: dict, cfg: DataConfig) -> bool:
     return True
 
 
+def written_frames(meta: dict, default: int) -> int:
+    """Frames in the clip's mp4: ``out_frames`` (clips.fps / max_frames), else the span's."""
+    return int(meta.get("out_frames") or meta.get("num_frames") or default)
+
+
 def clip_offset(key: str, epoch: int, span: int, num_frames: int) -> int:
     """A start frame chosen per (clip, epoch), reproducibly."""
     room = max(0, num_frames - span)
@@ -103,7 +110,7 @@ def window_offsets(key: str, meta: dict, cfg: DataConfig, epochs: int) -> tuple[
     offsets: list[int] = []
     of_epoch = []
     for epoch in range(max(1, epochs)):
-        offset = clip_offset(key, epoch, span, int(meta.get("num_frames") or span))
+        offset = clip_offset(key, epoch, span, written_frames(meta, span))
         if offset not in offsets:
             offsets.append(offset)
         of_epoch.append(offsets.index(offset))
@@ -122,7 +129,7 @@ def prepare(sample: dict, cfg: DataConfig, epoch: int) -> dict | None:
     if not keep(meta, cfg):
         return None
     caption = sample["txt"].decode() if "txt" in sample else (meta.get(cfg.caption_key) or "")
-    base = {"key": sample["__key__"], "caption": caption, "fps": float(meta.get("fps") or 24.0) / cfg.stride,
+    base = {"key": sample["__key__"], "caption": caption, "fps": float(meta.get("out_fps") or meta.get("fps") or 24.0) / cfg.stride,
             "motion": float(meta.get("motion_score") or 0.0)}
     if "latents.npy" in sample:
         lat = np.load(io.BytesIO(sample["latents.npy"]))           # (W, T, C, h, w) float16 windows
@@ -141,7 +148,7 @@ def prepare(sample: dict, cfg: DataConfig, epoch: int) -> dict | None:
     bucket = nearest_bucket(meta.get("out_width") or meta.get("width") or 1, meta.get("out_height") or meta.get("height") or 1,
                             cfg.buckets)
     span = (cfg.frames - 1) * cfg.stride + 1
-    offset = clip_offset(sample["__key__"], epoch, span, int(meta.get("num_frames") or span))
+    offset = clip_offset(sample["__key__"], epoch, span, written_frames(meta, span))
     frames = decode_clip(sample["mp4"], cfg.frames, cfg.stride, bucket, offset)
     if frames is None and offset:
         frames = decode_clip(sample["mp4"], cfg.frames, cfg.stride, bucket, 0)
@@ -159,49 +166,96 @@ def collate(examples: list[dict]) -> dict:
     return out
 
 
+def shard_sets(urls: list[str]) -> dict[str, list[str]]:
+    """Shards by the bucket label in their names (``write.bucket_by``; "" for unbucketed ones)."""
+    from transforms.shards import shard_label
+
+    sets: dict[str, list[str]] = {}
+    for u in sorted(urls):
+        sets.setdefault(shard_label(u), []).append(u)
+    return sets
+
+
 class ClipBatches:
     """Batches from the shards, forever (epoch after epoch), with a resumable position.
 
-    ``state_dict()`` / ``load_state_dict()`` hold the epoch, how many raw samples of it were read
-    and the examples waiting in partially filled buckets."""
+    Each batch comes from one shard set (bucketed shards, ``write.bucket_by``: one set per
+    aspect / size / frame-count bucket) and one size bucket. Sets take turns in proportion to
+    their number of shards (smooth weighted round robin), so a bucket holding a tenth of the
+    data gives about a tenth of the batches all through the epoch. ``state_dict()`` /
+    ``load_state_dict()`` hold the epoch, the samples read per set, the turn credits and the
+    examples waiting in partially filled buckets."""
 
     def __init__(self, urls: list[str], cfg: DataConfig, rank: int = 0, world: int = 1, skip_keys=()):
         self.urls = shard_split(urls, rank, world)
         if not self.urls:
             raise ValueError(f"rank {rank} of {world} has no shards: give at least {world} shard files")
+        self.sets = shard_sets(self.urls)
         self.cfg, self.skip_keys = cfg, set(skip_keys)
-        self.epoch, self.read, self.pending = 0, 0, {}
+        self.epoch, self.read, self.credit, self.pending, self.done = 0, {}, {}, {}, set()
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "read": self.read,
-                "pending": {f"{b[0]}x{b[1]}": list(v) for b, v in self.pending.items()}}
+        return {"epoch": self.epoch, "read": dict(self.read), "credit": dict(self.credit), "done": sorted(self.done),
+                "pending": {f"{label}|{b[0]}x{b[1]}": list(v) for (label, b), v in self.pending.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.read = int(state["epoch"]), int(state["read"])
-        self.pending = {tuple(int(x) for x in k.split("x")): list(v) for k, v in state["pending"].items()}
+        self.epoch = int(state["epoch"])
+        read = state["read"]
+        self.read = {"": int(read)} if isinstance(read, int) else {k: int(v) for k, v in read.items()}
+        self.credit = {k: int(v) for k, v in state.get("credit", {}).items()}
+        self.done = set(state.get("done", ()))
+        self.pending = {}
+        for k, v in state["pending"].items():
+            label, _, size = k.rpartition("|")  # "HxW" in checkpoints made before shard sets
+            self.pending[(label, tuple(int(x) for x in size.split("x")))] = list(v)
+
+    def _stream(self, label: str):
+        """(index in the set this epoch, example or None) of one set, from its saved position."""
+        seen = 0
+        for url in self.sets[label]:
+            for raw in iter_tar(url):
+                seen += 1
+                if seen <= self.read.get(label, 0):  # resuming: already consumed
+                    continue
+                self.read[label] = seen
+                if raw["__key__"] in self.skip_keys:
+                    yield None
+                    continue
+                yield prepare(raw, self.cfg, self.epoch)
+
+    def _next_batch(self, label: str, stream) -> dict | None:
+        """Read ``label``'s set until one of its size buckets is full; None when it ran out."""
+        for ex in stream:
+            if ex is None:
+                continue
+            key = (label, tuple(ex["bucket"]))
+            queue = self.pending.setdefault(key, [])
+            queue.append(ex)
+            if len(queue) == self.cfg.batch_size:
+                self.pending[key] = []
+                return collate(queue)
+        return None
 
     def __iter__(self):
+        weights = {label: len(urls) for label, urls in self.sets.items()}
         while True:
-            seen = 0
-            for url in self.urls:
-                for raw in iter_tar(url):
-                    seen += 1
-                    if seen <= self.read:  # resuming: already consumed
-                        continue
-                    self.read = seen
-                    if raw["__key__"] in self.skip_keys:
-                        continue
-                    ex = prepare(raw, self.cfg, self.epoch)
-                    if ex is None:
-                        continue
-                    queue = self.pending.setdefault(tuple(ex["bucket"]), [])
-                    queue.append(ex)
-                    if len(queue) == self.cfg.batch_size:
-                        self.pending[tuple(ex["bucket"])] = []
-                        yield collate(queue)
-            if seen == 0:
+            streams = {label: self._stream(label) for label in self.sets if label not in self.done}
+            produced = False
+            while streams:
+                for label in streams:
+                    self.credit[label] = self.credit.get(label, 0) + weights[label]
+                label = max(sorted(streams), key=lambda x: self.credit[x])
+                self.credit[label] -= sum(weights[x] for x in streams)
+                batch = self._next_batch(label, streams[label])
+                if batch is None:
+                    del streams[label]
+                    self.done.add(label)
+                    continue
+                produced = True
+                yield batch
+            if not produced and not any(self.read.values()):
                 raise ValueError("the shards hold no samples")
-            self.epoch, self.read = self.epoch + 1, 0
+            self.epoch, self.read, self.credit, self.done = self.epoch + 1, {}, {}, set()
 
 
 def validation_set(urls: list[str], cfg: DataConfig) -> list[dict]:

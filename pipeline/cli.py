@@ -93,9 +93,9 @@ def _floats(text: str) -> list[float]:
 
 def _inspect(args, extra) -> int:
     if args.command == "filter":
-        from pipeline.refilter import dry_run, refilter
+        from pipeline.refilter import dry_run, refilter, with_run_media
 
-        cfg = load_config(args.config, args.set)
+        cfg = with_run_media(args.run_dir, load_config(args.config, args.set), args.set, args.config)
         if args.dry_run:
             print(json.dumps(dry_run(args.run_dir, cfg, args.where), indent=2))
             return 0

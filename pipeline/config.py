@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config_checks import ConfigError, check_ranges, coerce
+from pipeline.config_media import ClipsConfig, WriteConfig
 from pipeline.config_stages import (
     CameraConfig,
     CaptionConfig,
@@ -112,24 +113,6 @@ class CutsConfig:
 
 
 @dataclass(frozen=True)
-class ClipsConfig:
-    # Clips shorter than this are recorded but rejected ("min_duration").
-    min_duration_s: float = 2.0
-    # Shots longer than this are split into equal clips no longer than it.
-    max_duration_s: float = 10.0
-    # Video encoder for clips (H.264 through PyAV's bundled FFmpeg).
-    codec: str = "libx264"
-    crf: int = 20
-    preset: str = "veryfast"
-    # Longest side of written clips in pixels; 0 keeps the source size.
-    max_side: int = 0
-    # Copy the clip's audio (re-encoded to AAC) into the mp4.
-    keep_audio: bool = False
-    # JPEG quality of the middle-frame thumbnail stored with each sample.
-    jpeg_quality: int = 90
-
-
-@dataclass(frozen=True)
 class FiltersConfig:
     # Absolute bounds; null disables a bound. Clips failing any bound get keep=false and the
     # bound's name in reject_reasons. Scores are always recorded, so `vidcurate filter` can
@@ -157,15 +140,6 @@ class FiltersConfig:
     drop_top_percent: dict[str, float] = field(default_factory=dict)
     # Camera-motion labels to reject (stage camera), e.g. [shaky, complex].
     exclude_camera_motion: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class WriteConfig:
-    # A shard is closed when either bound would be exceeded.
-    shard_max_clips: int = 1000
-    shard_max_bytes: int = 1024**3
-    # Rows per Parquet file (Beam writes several files in parallel).
-    parquet_max_rows: int = 100_000
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ _CHOICES = {
     ("cuts", "detector"): ("content", "adaptive", "transnetv2"),
     ("motion", "method"): ("farneback", "dis"),
     ("caption", "select"): ("best", "fused"),
+    ("clips", "fit"): ("crop", "pad"),
+    ("clips", "scaler"): ("area", "bilinear", "bicubic", "fast_bilinear", "lanczos"),
     ("runner", "direct_running_mode"): ("multi_processing", "multi_threading", "in_memory"),
 }
 
@@ -40,6 +42,21 @@ def check_ranges(cfg) -> None:
          "clips.max_duration_s must be >= clips.min_duration_s")
     need(0 <= cfg.clips.crf <= 51, "clips.crf must be between 0 and 51")
     need(1 <= cfg.clips.jpeg_quality <= 100, "clips.jpeg_quality must be between 1 and 100")
+    need(cfg.clips.fps >= 0, "clips.fps must be >= 0 (0 keeps each source's rate)")
+    need(cfg.clips.max_frames >= 0, "clips.max_frames must be >= 0 (0: no limit)")
+    need(set(cfg.write.bucket_by) <= {"aspect", "size", "frames"},
+         "write.bucket_by takes aspect, size and frames, e.g. [aspect, frames]")
+    need(all(a > 0 for a in cfg.write.aspect_buckets) and len(cfg.write.aspect_buckets) > 0,
+         "write.aspect_buckets must be positive width/height ratios")
+    need(all(f >= 1 for f in cfg.write.frame_buckets) and len(cfg.write.frame_buckets) > 0,
+         "write.frame_buckets must be frame counts >= 1")
+    from transforms.shape import parse_size
+
+    for size in cfg.clips.size:
+        try:
+            parse_size(size)
+        except ValueError as exc:
+            need(False, str(exc))
     need(cfg.write.shard_max_clips >= 1, "write.shard_max_clips must be >= 1")
     need(cfg.write.shard_max_bytes >= 1024, "write.shard_max_bytes must be >= 1024")
     need(cfg.limits.max_aspect_ratio >= 1, "limits.max_aspect_ratio must be >= 1")

@@ -20,7 +20,7 @@ from apache_beam.metrics import Metrics
 from pipeline import balance, resume
 from pipeline.tables import ERRORS
 from transforms import shards
-from transforms.rows import error, rejected, shard_json
+from transforms.rows import OUT_COLUMNS, error, rejected, shard_json
 
 
 class WriteClipsFn(beam.DoFn):
@@ -83,38 +83,50 @@ class CopyFromShardsFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput("failed", rejected(row, "write_error"))
                 continue
             yield row, dict(files, bytes=os.path.getsize(files["mp4"]) + os.path.getsize(files["jpg"]),
-                            out_width=row.out_width, out_height=row.out_height)
+                            **{k: getattr(row, k) for k in OUT_COLUMNS})
 
 
 class PackShardsFn(beam.DoFn):
-    """(bucket, [(row, media)]) -> final rows with their shard names; writes the bucket's tars."""
+    """((label, bucket), [(row, media)]) -> final rows with their shard names; writes the tars."""
 
     def __init__(self, cfg, shards_dir: str):
         self.cfg, self.shards_dir = cfg, shards_dir
         self.count = Metrics.counter("vidcurate", "shards_written")
 
     def process(self, element):
-        bucket, items = element
+        (label, bucket), items = element
         items = sorted(items, key=lambda rm: rm[0].clip_id)
         by_id = {row.clip_id: (row, media) for row, media in items}
         groups = shards.pack([(row.clip_id, media["bytes"]) for row, media in items],
                              self.cfg.write.shard_max_clips, self.cfg.write.shard_max_bytes)
         for k, keys in enumerate(groups):
-            name = shards.shard_name(bucket, k)
+            name = shards.shard_name(bucket, k, label)
             out = []
             with shards.TarWriter(os.path.join(self.shards_dir, name)) as writer:
                 for key in keys:
                     row, media = by_id[key]
-                    row = row.replace(shard=name, clip_bytes=media["bytes"], out_width=media["out_width"],
-                                      out_height=media["out_height"])
+                    row = row.replace(shard=name, clip_bytes=media["bytes"],
+                                      **{k: media.get(k) for k in OUT_COLUMNS})
                     writer.write(shards.sample(key, media, shard_json(row), row.caption))
                     out.append(row)
             self.count.inc()
             yield from out
 
 
+def label_of(write_cfg):
+    """(row, media) -> the shard-set label of the written clip (``write.bucket_by``)."""
+    def label(rm) -> str:
+        if not write_cfg.bucket_by:
+            return ""
+        m = rm[1]
+        return shards.bucket_label(m["out_width"], m["out_height"], m["out_frames"] or 0, write_cfg.bucket_by,
+                                   write_cfg.aspect_buckets, write_cfg.frame_buckets)
+    return label
+
+
 class WriteShards(beam.PTransform):
-    """(row, media) pairs -> rows with shard names (the tars written)."""
+    """(row, media) pairs -> rows with shard names (the tars written): one shard set per
+    bucket label, each spread over enough hash buckets to respect the shard bounds."""
 
     def __init__(self, cfg, shards_dir):
         super().__init__()
@@ -122,14 +134,16 @@ class WriteShards(beam.PTransform):
 
     def expand(self, staged):
         w = self.cfg.write
-        totals = (staged
-                  | "Sizes" >> beam.Map(lambda rm: (1, rm[1]["bytes"]))
-                  | "Totals" >> beam.CombineGlobally(lambda xs: tuple(map(sum, zip(*xs))) if xs else (0, 0)))
-        n_buckets = totals | "Buckets" >> beam.Map(lambda t: shards.bucket_count(t[0], t[1], w.shard_max_clips,
-                                                                                   w.shard_max_bytes))
-        return (staged
-                | "KeyByBucket" >> beam.Map(lambda rm, n: (shards.stable_bucket(rm[0].clip_id, n), rm),
-                                            beam.pvalue.AsSingleton(n_buckets))
+        labelled = staged | "Label" >> beam.Map(lambda rm, f: (f(rm), rm), label_of(w))
+        n_buckets = (labelled
+                     | "Sizes" >> beam.MapTuple(lambda label, rm: (label, (1, rm[1]["bytes"])))
+                     | "Totals" >> beam.CombinePerKey(lambda xs: tuple(map(sum, zip(*xs))) if xs else (0, 0))
+                     | "Buckets" >> beam.MapTuple(lambda label, t: (label, shards.bucket_count(
+                         t[0], t[1], w.shard_max_clips, w.shard_max_bytes))))
+        return (labelled
+                | "KeyByBucket" >> beam.Map(
+                    lambda lrm, n: ((lrm[0], shards.stable_bucket(lrm[1][0].clip_id, n[lrm[0]])), lrm[1]),
+                    beam.pvalue.AsDict(n_buckets))
                 | "GroupShards" >> beam.GroupByKey()
                 | "WriteTars" >> beam.ParDo(PackShardsFn(self.cfg, self.shards_dir)))
 
@@ -138,7 +152,7 @@ def encoding_cost(cfg):
     def cost(group) -> float:  # encoding work of one video's clips
         from transforms.clips import output_size
 
-        return sum(balance.frame_cost(r.num_frames, *output_size(r.width, r.height, cfg.clips.max_side))
+        return sum(balance.frame_cost(r.num_frames, *output_size(r.width, r.height, cfg.clips))
                    for r in group[1])
     return cost
 

@@ -197,6 +197,16 @@ def build_report(run_dir: str, samples_per_score: bool = True) -> str:
     res_rows = "".join(f"<tr><td>{_esc(k)}</td><td>{n}</td></tr>" for k, n in sorted(res.items(), key=lambda kv: -kv[1]))
     out.append(f"<section><h2>Score distributions</h2><div class=grid>{''.join(charts)}</div></section>")
     out.append(f"<section><h2>Resolutions</h2><table><tr><th>width x height</th><th>clips</th></tr>{res_rows}</table></section>")
+    if s.get("written"):
+        rows_ = "".join(f"<tr><td>{_esc(k)}</td><td>{v['clips']}</td><td>{v['mean_frames']:g}</td></tr>"
+                        for k, v in s["written"].items())
+        out.append("<section><h2>Written clips</h2><table><tr><th>size@fps</th><th>kept clips</th>"
+                   f"<th>mean frames</th></tr>{rows_}</table></section>")
+    if s.get("shard_sets"):
+        rows_ = "".join(f"<tr><td>{_esc(k)}</td><td>{v['shards']}</td><td>{v['clips']}</td></tr>"
+                        for k, v in s["shard_sets"].items())
+        out.append("<section><h2>Shard sets</h2><table><tr><th>bucket (write.bucket_by)</th><th>shards</th>"
+                   f"<th>clips</th></tr>{rows_}</table></section>")
     for column in labelled_columns():
         if s.get(column):
             counts = "".join(f"<tr><td>{_esc(k)}</td><td>{v['clips']}</td><td>{v['kept']}</td></tr>"

@@ -34,6 +34,11 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+# The clips settings the clip plan depends on (fps only through max_frames; both left out of the
+# key while max_frames is 0, so older runs keep their key).
+PLAN_KEYS = ("max_duration_s", "max_frames", "fps")
+
+
 def analysis_key(cfg, stages) -> str:
     """Everything a video's analysis and clip spans depend on: the analysis stages of the run
     and their settings (not the filters, nor the model stages: changing those does not force
@@ -44,7 +49,7 @@ def analysis_key(cfg, stages) -> str:
     analyzed = sorted(s for s in stages if not BY_NAME[s].is_model)
     sections = {BY_NAME[s].section for s in analyzed if BY_NAME[s].section} | {"limits", "analysis", "cuts"}
     return _digest({k: d[k] for k in sorted(sections)} | {"stages": analyzed} |
-                   {"clips": {"max_duration_s": d["clips"]["max_duration_s"]}})
+                   {"clips": {k: d["clips"][k] for k in PLAN_KEYS if k == "max_duration_s" or d["clips"]["max_frames"]}})
 
 
 def media_key(cfg) -> str:

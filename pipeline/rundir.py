@@ -33,7 +33,7 @@ GEN_PREFIX = "gen-"
 
 VIDEO_ID = re.compile(r"[0-9a-f]{16}")
 CLIP_ID = re.compile(r"[0-9a-f]{16}_[0-9]{7,}_[0-9]{7,}")
-SHARD_NAME = re.compile(r"shard-[0-9]{5}-[0-9]{4}\.tar")
+SHARD_NAME = re.compile(r"shard-(?:[a-z0-9x_]{1,64}-)?[0-9]{5}-[0-9]{4}\.tar")  # optional bucket label
 GEN_NAME = re.compile(r"gen-[0-9]{8}T[0-9]{6}-[0-9a-f]{6}")
 
 
@@ -57,7 +57,7 @@ def check_clip_id(value) -> str:
 
 def check_shard_name(value) -> str:
     if not isinstance(value, str) or not SHARD_NAME.fullmatch(value):
-        raise RunDirError(f"malformed shard name {value!r} in the run's tables (expected shard-NNNNN-NNNN.tar); "
+        raise RunDirError(f"malformed shard name {value!r} in the run's tables (expected shard-[BUCKET-]NNNNN-NNNN.tar); "
                           "the run directory was not written by vidcurate or was altered")
     return value
 

@@ -89,7 +89,37 @@ def stats(run_dir: str) -> dict:
         "errors": error_counts(errors),
         **{column: label_counts(clips, column) for column in labelled_columns()},
         "dedup": dedup_counts(clips),
+        "written": written_counts(kept),
+        "shard_sets": shard_set_counts(kept),
     }
+
+
+def written_counts(kept: list[dict]) -> dict[str, dict]:
+    """Kept clips by what was written (``WxH@fps``: clips.size / fps), with their mean frames."""
+    out: dict[str, dict] = {}
+    for c in kept:
+        if c.get("out_width"):
+            key = f"{c['out_width']}x{c['out_height']}@{c['out_fps'] or c['fps'] or 0:g}"
+            e = out.setdefault(key, {"clips": 0, "frames": 0})
+            e["clips"] += 1
+            e["frames"] += c.get("out_frames") or c.get("num_frames") or 0
+    return {k: {"clips": v["clips"], "mean_frames": round(v["frames"] / v["clips"], 1)}
+            for k, v in sorted(out.items(), key=lambda kv: -kv[1]["clips"])}
+
+
+def shard_set_counts(kept: list[dict]) -> dict[str, dict]:
+    """Shard sets of bucketed shards (``write.bucket_by``): label -> shards and clips; empty when
+    the run wrote one unbucketed set."""
+    from transforms.shards import shard_label
+
+    out: dict[str, dict] = {}
+    for c in kept:
+        label = shard_label(c["shard"]) if c.get("shard") else ""
+        if label:
+            e = out.setdefault(label, {"shards": set(), "clips": 0})
+            e["shards"].add(c["shard"])
+            e["clips"] += 1
+    return {k: {"shards": len(v["shards"]), "clips": v["clips"]} for k, v in sorted(out.items())}
 
 
 def dedup_counts(clips: list[dict]) -> dict:
@@ -163,6 +193,12 @@ def render_stats(s: dict) -> str:
         d = s["dedup"]
         lines += ["", f"duplicates  {d['duplicates']} clip(s) ({d['hours_removed']:.3f} h) in {d['groups']} group(s), "
                       f"largest {d['largest_group']} clips; each group keeps one"]
+    if s.get("written") and (len(s["written"]) > 1 or s.get("shard_sets")):
+        lines += ["", "written clips (size@fps: clips, mean frames)"]
+        lines += [f"  {k:<20}{v['clips']:>6}{v['mean_frames']:>8.1f}" for k, v in s["written"].items()]
+    if s.get("shard_sets"):
+        lines += ["", "shard sets (write.bucket_by: shards, clips)"]
+        lines += [f"  {k:<24}{v['shards']:>4}{v['clips']:>7}" for k, v in s["shard_sets"].items()]
     lines += ["", "errors"]
     lines += [f"  {k:<40}{n:>6}" for k, n in s["errors"].items()] or ["  (none)"]
     return "\n".join(lines)

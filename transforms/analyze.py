@@ -19,6 +19,7 @@ from transforms.errors import CorruptVideo
 from transforms.motion import MotionPair, MotionSampler, clip_motion
 from transforms.pixels import displayed_size, motion_grey, scaled_size, to_bgr_grey
 from transforms.rows import ClipRow, ErrorRow, VideoRow, clip_id_for, error, video_id_for
+from transforms.shape import max_clip_seconds
 from transforms.stages import DEFAULT, STAGES, frame_hooks, pair_hooks
 from transforms.storage import opened
 
@@ -199,7 +200,7 @@ def finalise(a: VideoAnalysis, cfg, segments: int = 1) -> tuple[VideoRow, list[C
 
 def clip_rows(a: VideoAnalysis, cfg) -> list[ClipRow]:
     """The clip rows of an analysis: spans, motion, and the columns of the flow-based stages."""
-    spans = plan_clips(a.cuts.scenes, a.fps, cfg.clips.max_duration_s, cfg.limits.max_frames_per_clip, a.times)
+    spans = plan_clips(a.cuts.scenes, a.fps, max_clip_seconds(a.fps, cfg.clips), cfg.limits.max_frames_per_clip, a.times)
     hooked = [s for s in STAGES if s.clip is not None and any(s.name in p.extra for p in a.motion)]
     framed = [s for s in STAGES if s.clip is not None and any(s.name in v for _, v in a.samples)]
     width, height = displayed_size(a.probe.width, a.probe.height, a.probe.rotation)

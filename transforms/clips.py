@@ -11,6 +11,7 @@ to the next instead of seeking back, so overlapping GOPs are decoded once.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import os
 import tempfile
@@ -23,6 +24,7 @@ import numpy as np
 from transforms import decode
 from transforms.errors import CorruptVideo
 from transforms.pixels import to_rgb_upright
+from transforms.shape import Shaper, geometry, output_fps, output_frames, resample
 from transforms.storage import atomic_write_bytes, fsync_file, opened
 
 
@@ -43,14 +45,9 @@ log = logging.getLogger(__name__)
 SEEK_AHEAD_S = 4.0
 
 
-def output_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """Even dimensions (H.264 4:2:0 needs them), longest side at most ``max_side`` (0: source)."""
-    scale = 1.0
-    if max_side and max(width, height) > max_side:
-        scale = max_side / max(width, height)
-    w = max(2, int(width * scale) // 2 * 2)
-    h = max(2, int(height * scale) // 2 * 2)
-    return w, h
+def output_size(width: int, height: int, clips_cfg) -> tuple[int, int]:
+    """The written size of a clip displayed at ``width`` x ``height`` (see :mod:`transforms.shape`)."""
+    return geometry(width, height, clips_cfg).out
 
 
 class ClipReader:
@@ -125,25 +122,20 @@ class ClipReader:
                 yield df.frame
 
 
-def encode_clip(frames: Iterator[av.VideoFrame], path: str, rate: Fraction, width: int,
-                height: int, cfg, middle: int = 0, rotation: int = 0) -> tuple[int, bytes | None]:
-    """Encode frames to an H.264 mp4 at ``path``; returns (frames written, JPEG of frame
-    number ``middle``). ``cfg`` is a :class:`pipeline.config.ClipsConfig`. ``width`` x
-    ``height`` is the displayed size; frames of a rotated source (``rotation`` degrees
-    clockwise) are turned upright, so every reader shows them the right way up."""
+def encode_clip(frames: Iterator[av.VideoFrame], path: str, rate: Fraction, shaper: Shaper, cfg,
+                middle: int = 0) -> tuple[int, bytes | None]:
+    """Encode frames to an mp4 at ``path``, each made by ``shaper`` (a :class:`Shaper`: upright,
+    at the written size); returns (frames written, JPEG of frame number ``middle``). ``cfg`` is
+    a :class:`pipeline.config.ClipsConfig`."""
     written = 0
     jpeg = None
     with av.open(path, mode="w", format="mp4") as out:
         stream = out.add_stream(cfg.codec, rate=rate)
-        stream.width, stream.height = width, height
+        stream.width, stream.height = shaper.geom.out
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(cfg.crf), "preset": cfg.preset} if "264" in cfg.codec else {}
         for frame in frames:
-            if rotation:
-                f = av.VideoFrame.from_ndarray(to_rgb_upright(frame, width, height, rotation),
-                                               format="rgb24").reformat(format="yuv420p")
-            else:
-                f = frame.reformat(width=width, height=height, format="yuv420p")
+            f = shaper(frame)
             f.pts = written
             f.time_base = 1 / rate
             for packet in stream.encode(f):
@@ -162,33 +154,61 @@ def _paths(out_dir: str, clip) -> tuple[str, str]:
     return os.path.join(out_dir, clip.clip_id + ".mp4"), os.path.join(out_dir, clip.clip_id + ".jpg")
 
 
+def planned(clip, clips_cfg) -> dict:
+    """What the written clip will be: ``out_width``, ``out_height``, ``out_fps``, ``out_frames``."""
+    w, h = output_size(clip.width, clip.height, clips_cfg)
+    return {"out_width": w, "out_height": h, "out_fps": round(output_fps(clip.fps, clips_cfg), 6),
+            "out_frames": output_frames(clip.num_frames, clip.fps, clips_cfg)}
+
+
 def staged_media(out_dir: str, clip, clips_cfg) -> dict | None:
     """The media of ``clip`` written by an earlier, interrupted run, if they are whole (the mp4
     is fsynced, then renamed into place last; checked again in case the disk lost it anyway)."""
     mp4, jpg = _paths(out_dir, clip)
-    if os.path.exists(mp4) and os.path.exists(jpg) and staged_clip_ok(mp4, clip.num_frames):
-        w, h = output_size(clip.width, clip.height, clips_cfg.max_side)
-        return {"mp4": mp4, "jpg": jpg, "bytes": os.path.getsize(mp4) + os.path.getsize(jpg),
-                "out_width": w, "out_height": h}
+    plan = planned(clip, clips_cfg)
+    if os.path.exists(mp4) and os.path.exists(jpg) and staged_clip_ok(mp4, plan["out_frames"]):
+        return {"mp4": mp4, "jpg": jpg, "bytes": os.path.getsize(mp4) + os.path.getsize(jpg), **plan}
     return None
+
+
+class _Counted:
+    """Counts the source frames that stream through."""
+
+    def __init__(self, frames):
+        self.frames, self.n = frames, 0
+
+    def __iter__(self):
+        for f in self.frames:
+            self.n += 1
+            yield f
 
 
 def write_clip(frames: Iterator[av.VideoFrame], source: str, clip, out_dir: str, cfg) -> dict:
     """Encode one clip's ``frames`` (from :meth:`ClipReader.frames`) to ``out_dir``: its mp4 and
-    middle-frame JPEG; returns ``{"mp4", "jpg", "bytes", "out_width", "out_height"}``. Raises a
+    middle-frame JPEG, at the size, rate and length :func:`planned` says; returns ``{"mp4",
+    "jpg", "bytes", "out_width", "out_height", "out_fps", "out_frames"}``. Raises a
     :class:`VideoError` when the source holds fewer frames than the clip. ``cfg`` is the full
     :class:`pipeline.config.Config`."""
     os.makedirs(out_dir, exist_ok=True)
-    w, h = output_size(clip.width, clip.height, cfg.clips.max_side)
-    rate = Fraction(clip.fps).limit_denominator(1001) if clip.fps > 0 else Fraction(25)
+    plan = planned(clip, cfg.clips)
+    shaper = Shaper(geometry(clip.width, clip.height, cfg.clips), clip.rotation or 0, cfg.clips.scaler)
+    src_fps = clip.fps if clip.fps and clip.fps > 0 else 25.0
+    rate = Fraction(plan["out_fps"]).limit_denominator(1001) if clip.fps and clip.fps > 0 else Fraction(25)
+    source_frames = _Counted(frames)
+    chosen = iter(source_frames)
+    if plan["out_fps"] < src_fps - 1e-6:
+        chosen = resample(chosen, src_fps, plan["out_fps"], plan["out_frames"])
+    chosen = itertools.islice(chosen, plan["out_frames"])
     final, jpg = _paths(out_dir, clip)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=out_dir)
     os.close(fd)
     try:
-        n, jpeg = encode_clip(frames, tmp, rate, w, h, cfg.clips, middle=(clip.num_frames - 1) // 2,
-                              rotation=clip.rotation or 0)
-        if n != clip.num_frames:
-            raise CorruptVideo(f"{source}: clip {clip.clip_id} has {n} decodable frames, expected {clip.num_frames}")
+        n, jpeg = encode_clip(chosen, tmp, rate, shaper, cfg.clips, middle=(plan["out_frames"] - 1) // 2)
+        for _ in source_frames.frames:  # the rest of the span (the model stages' frames are tapped from it)
+            source_frames.n += 1
+        if n != plan["out_frames"] or source_frames.n < clip.num_frames:
+            raise CorruptVideo(f"{source}: clip {clip.clip_id} has {source_frames.n} decodable frames, "
+                               f"expected {clip.num_frames}")
         if cfg.clips.keep_audio:
             from transforms.clip_audio import with_audio
 
@@ -200,7 +220,7 @@ def write_clip(frames: Iterator[av.VideoFrame], source: str, clip, out_dir: str,
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    return {"mp4": final, "jpg": jpg, "bytes": os.path.getsize(final) + len(jpeg), "out_width": w, "out_height": h}
+    return {"mp4": final, "jpg": jpg, "bytes": os.path.getsize(final) + len(jpeg), **plan}
 
 
 class _Tap:

@@ -47,7 +47,10 @@ CLIP_SPAN_COLUMNS: list[tuple[str, pa.DataType]] = [
 CLIP_RESULT_COLUMNS: list[tuple[str, pa.DataType]] = [
     ("keep", pa.bool_()), ("reject_reasons", pa.list_(pa.string())), ("shard", pa.string()),
     ("clip_bytes", pa.int64()), ("out_width", pa.int64()), ("out_height", pa.int64()),
+    ("out_fps", pa.float64()), ("out_frames", pa.int64()),
 ]
+# What the written clip is (clips.size / fps / max_frames), set with its shard.
+OUT_COLUMNS = ("out_width", "out_height", "out_fps", "out_frames")
 CLIP_COLUMNS = CLIP_SPAN_COLUMNS + [(c.name, c.type) for s in STAGES for c in s.columns] + CLIP_RESULT_COLUMNS
 # Left out of each shard sample's .json (large; they stay in the Parquet tables).
 SHARD_JSON_EXCLUDE = frozenset(c.name for s in STAGES for c in s.columns if not c.in_shard_json)

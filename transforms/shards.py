@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -105,8 +106,36 @@ def sample(key: str, media: dict, meta: dict, caption: str | None = None) -> dic
     return out
 
 
-def shard_name(bucket: int, k: int) -> str:
-    return f"shard-{bucket:05d}-{k:04d}.tar"
+def shard_name(bucket: int, k: int, label: str = "") -> str:
+    """``shard-00003-0001.tar``, or with a bucket label ``shard-a178_512x288_f64-00003-0001.tar``."""
+    return f"shard-{label}-{bucket:05d}-{k:04d}.tar" if label else f"shard-{bucket:05d}-{k:04d}.tar"
+
+
+_LABELLED = re.compile(r"^shard-([a-z0-9x_]+)-\d{5}-\d{4}\.tar$")
+
+
+def shard_label(path: str) -> str:
+    """The bucket label in a shard's file name ("" for an unbucketed shard)."""
+    m = _LABELLED.match(os.path.basename(path))
+    return m.group(1) if m else ""
+
+
+def bucket_label(width: int, height: int, frames: int, bucket_by, aspects, frame_buckets) -> str:
+    """The bucket of a written clip: parts in the order of ``bucket_by`` joined by "_":
+    ``a178`` (aspect x 100, the nearest of ``aspects``), ``512x288``, ``f64`` (frames rounded
+    down to ``frame_buckets``; ``f0``: fewer than the smallest)."""
+    parts = []
+    for name in bucket_by:
+        if name == "aspect":
+            aspect = width / max(1, height)
+            parts.append(f"a{round(100 * min(aspects, key=lambda a: abs(math.log(aspect / a))))}")
+        elif name == "size":
+            parts.append(f"{width}x{height}")
+        elif name == "frames":
+            parts.append(f"f{max([b for b in frame_buckets if b <= frames], default=0)}")
+        else:
+            raise ValueError(f"unknown bucket property {name!r}")
+    return "_".join(parts)
 
 
 def bucket_count(clips: int, size: int, max_clips: int, max_bytes: int) -> int:
