@@ -291,3 +291,21 @@ def test_shaper_reuses_one_scaler_and_matches_plain_reformat(tmp_path):
             ours = shaper(frame).to_ndarray()
             plain = frame.reformat(width=160, height=90, format="yuv420p", interpolation="AREA").to_ndarray()
             assert np.array_equal(ours, plain)
+
+
+def test_filter_cuts_a_no_clips_run_with_the_runs_clip_settings(tmp_path):
+    from pipeline.cli import main
+    from pipeline.tables import read_rows
+
+    src = tmp_path / "in"
+    src.mkdir()
+    write_video(str(src / "wide.mp4"), n=100, fps=25, size=(320, 180))
+    base = ["--set", "filters.min_motion=null", "--set", "clips.min_duration_s=1"]
+    assert main(["run", "--input", str(src), "--output", str(tmp_path / "run"), "--stages", "probe,cuts", "--no-clips",
+                 "--set", "clips.size=[160x90]", "--set", "clips.fps=10", *base]) == 0
+    assert main(["filter", str(tmp_path / "run"), "--output", str(tmp_path / "f"), *base]) == 0
+    kept = [r for r in read_rows(str(tmp_path / "f"), "clips") if r["keep"]]
+    assert kept and all((r["out_width"], r["out_height"], r["out_fps"]) == (160, 90, 10.0) for r in kept)
+    # A key given again wins.
+    assert main(["filter", str(tmp_path / "run"), "--output", str(tmp_path / "g"), *base, "--set", "clips.fps=5"]) == 0
+    assert {r["out_fps"] for r in read_rows(str(tmp_path / "g"), "clips") if r["keep"]} == {5.0}
