@@ -95,7 +95,7 @@ def _inspect(args, extra) -> int:
     if args.command == "filter":
         from pipeline.refilter import dry_run, refilter, with_run_media
 
-        cfg = with_run_media(args.run_dir, load_config(args.config, args.set), args.set, args.config)
+        cfg = with_run_media(args.run_dir, load_config(args.config, args.set))
         if args.dry_run:
             print(json.dumps(dry_run(args.run_dir, cfg, args.where), indent=2))
             return 0

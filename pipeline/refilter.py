@@ -52,10 +52,10 @@ def source_stages(run_dir: str) -> list[str]:
 MEDIA_SECTIONS = ("clips", "write")
 
 
-def with_run_media(run_dir: str, cfg, overrides=(), config_file: str | None = None):
+def with_run_media(run_dir: str, cfg):
     """``cfg`` with the run's own ``clips`` and ``write`` sections (how its clips were cut and
-    packed: size, rate, shard buckets), so clips cut now match the ones copied; a key given
-    again (``--set clips.X=...`` or in ``--config``) wins."""
+    packed: size, rate, shard buckets), so clips cut now match the ones copied; a key ``cfg``
+    sets to something other than its default (``--set clips.X=...``, ``--config``) wins."""
     from pipeline.config import config_from_dict, load_config
 
     path = os.path.join(rundir.resolve(run_dir), "summary.json")
@@ -64,12 +64,10 @@ def with_run_media(run_dir: str, cfg, overrides=(), config_file: str | None = No
             ran = config_from_dict(json.load(f)["config"], migrate=True).to_dict()
     except (OSError, KeyError, ValueError):
         return cfg  # an old or partial run: the defaults
-    given = load_config(config_file, list(overrides)).to_dict()
-    default = load_config(None, []).to_dict()
-    data = cfg.to_dict()
+    default, data = load_config(None, []).to_dict(), cfg.to_dict()
     for section in MEDIA_SECTIONS:
         for key, value in ran.get(section, {}).items():
-            if given[section].get(key) == default[section].get(key):
+            if data[section].get(key) == default[section].get(key):
                 data[section][key] = value
     return config_from_dict(data)
 

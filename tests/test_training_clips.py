@@ -309,3 +309,11 @@ def test_filter_cuts_a_no_clips_run_with_the_runs_clip_settings(tmp_path):
     # A key given again wins.
     assert main(["filter", str(tmp_path / "run"), "--output", str(tmp_path / "g"), *base, "--set", "clips.fps=5"]) == 0
     assert {r["out_fps"] for r in read_rows(str(tmp_path / "g"), "clips") if r["keep"]} == {5.0}
+
+
+def test_held_last_frame_fills_the_clip_to_its_end():
+    # Ten frames 50 ms apart, the last one held until 0.8 s (a variable-rate clip): at 5 fps
+    # the clip holds 4 frames; the last output time (0.6 s) still shows the held frame.
+    frames = [_F(i, i * 0.05) for i in range(10)]
+    assert [f.i for f in resample(iter(frames), 12.5, 5, 4, end=0.8)] == [0, 4, 8, 9]
+    assert [f.i for f in resample(iter(frames), 12.5, 5, 4)] == [0, 4, 8]  # without the clip's end

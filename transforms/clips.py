@@ -171,18 +171,6 @@ def staged_media(out_dir: str, clip, clips_cfg) -> dict | None:
     return None
 
 
-class _Counted:
-    """Counts the source frames that stream through."""
-
-    def __init__(self, frames):
-        self.frames, self.n = frames, 0
-
-    def __iter__(self):
-        for f in self.frames:
-            self.n += 1
-            yield f
-
-
 def write_clip(frames: Iterator[av.VideoFrame], source: str, clip, out_dir: str, cfg) -> dict:
     """Encode one clip's ``frames`` (from :meth:`ClipReader.frames`) to ``out_dir``: its mp4 and
     middle-frame JPEG, at the size, rate and length :func:`planned` says; returns ``{"mp4",
@@ -193,22 +181,30 @@ def write_clip(frames: Iterator[av.VideoFrame], source: str, clip, out_dir: str,
     plan = planned(clip, cfg.clips)
     shaper = Shaper(geometry(clip.width, clip.height, cfg.clips), clip.rotation or 0, cfg.clips.scaler)
     src_fps = clip.fps if clip.fps and clip.fps > 0 else 25.0
-    rate = Fraction(plan["out_fps"]).limit_denominator(1001) if clip.fps and clip.fps > 0 else Fraction(25)
-    source_frames = _Counted(frames)
-    chosen = iter(source_frames)
+    rate = Fraction(plan["out_fps"]).limit_denominator(1001)  # 25 for a clip of unknown rate
+    seen = 0
+
+    def counted():
+        nonlocal seen
+        for f in frames:
+            seen += 1
+            yield f
+
+    spanned = counted()
+    chosen = spanned
     if plan["out_fps"] < src_fps - 1e-6:
-        chosen = resample(chosen, src_fps, plan["out_fps"], plan["out_frames"])
+        chosen = resample(spanned, src_fps, plan["out_fps"], plan["out_frames"], end=clip.duration_s)
     chosen = itertools.islice(chosen, plan["out_frames"])
     final, jpg = _paths(out_dir, clip)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=out_dir)
     os.close(fd)
     try:
         n, jpeg = encode_clip(chosen, tmp, rate, shaper, cfg.clips, middle=(plan["out_frames"] - 1) // 2)
-        for _ in source_frames.frames:  # the rest of the span (the model stages' frames are tapped from it)
-            source_frames.n += 1
-        if n != plan["out_frames"] or source_frames.n < clip.num_frames:
-            raise CorruptVideo(f"{source}: clip {clip.clip_id} has {source_frames.n} decodable frames, "
-                               f"expected {clip.num_frames}")
+        for _ in spanned:  # the rest of the span (the model stages' frames are tapped from it)
+            pass
+        if seen < clip.num_frames or n != plan["out_frames"]:
+            raise CorruptVideo(f"{source}: clip {clip.clip_id} has {seen} decodable frames, "
+                               f"expected {clip.num_frames} (wrote {n} of {plan['out_frames']})")
         if cfg.clips.keep_audio:
             from transforms.clip_audio import with_audio
 

@@ -107,10 +107,12 @@ def max_clip_seconds(source_fps: float, clips_cfg) -> float:
     return min(clips_cfg.max_duration_s, clips_cfg.max_frames / output_fps(source_fps, clips_cfg))
 
 
-def resample(frames, source_fps: float, fps: float, count: int):
+def resample(frames, source_fps: float, fps: float, count: int, end: float | None = None):
     """The ``count`` frames of a clip at ``fps``: for output time ``k / fps`` the source frame
     nearest in time (the earlier one on a tie). ``frames`` yields PyAV frames; their own
-    timestamps are used when they have them, else their index at ``source_fps``."""
+    timestamps are used when they have them, else their index at ``source_fps``. The last frame
+    is shown until ``end`` (the clip's duration; default: one frame interval after it), so a
+    held last frame of a variable-rate clip still fills the clip's time."""
     if count <= 0:
         return
     step = 1.0 / (source_fps or 25.0)
@@ -125,7 +127,8 @@ def resample(frames, source_fps: float, fps: float, count: int):
         if k >= count:
             return
         prev, prev_t = frame, t
-    while prev is not None and k < count and k / fps < prev_t + step - 1e-9:
+    until = prev_t + step if end is None else end
+    while prev is not None and k < count and k / fps < until - 1e-9:
         yield prev  # the last frame is shown until the clip's end
         k += 1
 
@@ -136,8 +139,8 @@ class Shaper:
     def __init__(self, geom: Geometry, rotation: int = 0, scaler: str = "area"):
         self.geom, self.rotation = geom, rotation or 0
         self.interpolation = scaler.upper()
-        # One swscale context for all frames: ``frame.reformat`` builds a new one per frame
-        # (its filter set-up cost as much as the scaling: half the resize time 1080p -> 512 px).
+        # One swscale context for all frames: ``frame.reformat`` builds a new one per frame, and
+        # setting it up cost as much as the scaling (benchmarks/bench_clip_writing.py).
         self._sws = VideoReformatter()
 
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
@@ -154,4 +157,5 @@ class Shaper:
             img = canvas
         elif (sw, sh) != (w, h):
             img = img[y:y + h, x:x + w]
-        return av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24").reformat(format="yuv420p")
+        return self._sws.reformat(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24"),
+                                  format="yuv420p")
