@@ -99,10 +99,14 @@ class CutsConfig:
     # Shortest shot the detectors may report, in seconds.
     min_scene_s: float = 0.4
     # SVD-style cascade: the detector also runs on every k-th frame for each k here, which
-    # turns slow transitions (dissolves, wipes) into detectable jumps. 1 = native rate.
+    # turns slow transitions (dissolves, wipes) into detectable jumps. 1 = native rate. The
+    # strides count frames at 25 fps and scale with a file's rate (24 = about 1 s apart: 48
+    # frames at 50 fps, 12 at 12.5 fps), so each level sees the same span of time. Adding 24
+    # finds more long dissolves but takes fast pans for transitions (BENCHMARKS.md).
     cascade_strides: tuple[int, ...] = (1, 4, 12)
-    # Threshold used at the lower frame rates (frames k apart also differ through motion,
-    # so this is higher than `threshold`).
+    # Threshold at the lower frame rates (frames k apart also differ through motion, so this is
+    # higher than `threshold`). A window above it is only a candidate: it must also pass the
+    # blend test and the optical-flow test (its ends are two shots, not one shot moved).
     cascade_threshold: float = 35.0
     # Mean luma (0-255) below which a frame counts as black (fades to/from black).
     fade_black_level: float = 18.0

@@ -23,7 +23,7 @@ import numpy as np
 from transforms import decode
 from transforms.analyze import VideoAnalysis, analyze_container, analyze_video, flow_sampler
 from transforms.cuts.base import Boundaries
-from transforms.cuts.cascade import CutCascade, CutResult, timed_scenes
+from transforms.cuts.cascade import CutCascade, CutResult, scaled_strides, timed_scenes
 from transforms.cuts.fades import merge_ranges
 from transforms.errors import CorruptVideo
 from transforms.motion import MotionPair
@@ -86,7 +86,7 @@ def warmup_frames(fps: float, cfg) -> int:
     """Overlap decoded on each side of a segment: the longest transition plus the cascade's
     longest stride plus the shortest scene, so every window a detector needs is seen whole."""
     c = cfg.cuts
-    return int(np.ceil((c.max_transition_s + c.min_scene_s) * fps)) + 2 * max(c.cascade_strides) + 4
+    return int(np.ceil((c.max_transition_s + c.min_scene_s) * fps)) + 2 * max(scaled_strides(c.cascade_strides, fps)) + 4
 
 
 def duration_split(duration_s: float, segment_s: float) -> float:

@@ -25,6 +25,17 @@ class CutResult:
     gaps: list[tuple[int, int]]
 
 
+REFERENCE_FPS = 25.0  # cuts.cascade_strides count frames at this rate
+
+
+def scaled_strides(strides, fps: float) -> tuple[int, ...]:
+    """``cuts.cascade_strides`` at a file's rate: they count frames at 25 fps, so each level
+    compares frames the same time apart whatever the rate (a 24-frame stride is about 1 s: 48
+    frames at 50 fps, 12 at 12.5 fps), and strides that meet are one level."""
+    rate = fps if fps > 0 else REFERENCE_FPS
+    return tuple(sorted({max(1, int(round(k * rate / REFERENCE_FPS))) for k in strides}))
+
+
 def scenes_from(num_frames: int, cuts: list[int], gaps: list[tuple[int, int]],
                 margin: int = 1, min_len: int = 1) -> list[tuple[int, int]]:
     """Split ``[0, num_frames)`` at hard ``cuts`` and remove ``gaps`` (each widened by
@@ -77,7 +88,7 @@ class CutCascade(FrameDetector):
                 self.fps, 1, cfg.detector, cfg.threshold, cfg.adaptive_threshold, cfg.min_scene_s, timestamps)
         # Also collects the per-frame luma and lag-1 change used by fades and localisation.
         self.gradual = GradualTransitionDetector(
-            self.fps, tuple(cfg.cascade_strides), cfg.cascade_threshold, cfg.detector,
+            self.fps, scaled_strides(cfg.cascade_strides, self.fps), cfg.cascade_threshold, cfg.detector,
             cfg.min_scene_s, cfg.max_transition_s, timestamps=timestamps)
 
     def push(self, index: int, frame_bgr: np.ndarray, grey: np.ndarray | None = None, t: float | None = None) -> None:
@@ -85,7 +96,10 @@ class CutCascade(FrameDetector):
         ``t``: its presentation time in seconds from the first frame."""
         hsv = to_hsv(frame_bgr)
         if isinstance(self.frame_level, PySceneDetectLevel):
+            before = len(self.frame_level.cut_frames)
             self.frame_level.push(index, frame_bgr, hsv, t)
+            for c in self.frame_level.cut_frames[before:]:
+                self.gradual.watch_cut(c)
         else:
             self.frame_level.push(index, frame_bgr)
         self.gradual.push(index, frame_bgr, hsv, grey, t)
@@ -96,8 +110,14 @@ class CutCascade(FrameDetector):
         fades = find_fades(np.asarray(self.gradual.luma), self.cfg.fade_black_level, max_ramp,
                            contrast=np.asarray(self.gradual.contrast))
         fade_b = Boundaries(gaps=fades)
+        flashes = self.gradual.flashes
+        hard.cuts = [c for c in hard.cuts if not any(a <= c < b for a, b in flashes)]
         grad = self.gradual.finish(num_frames, hard.cuts, hard.gaps + fades)
-        return hard.merge(fade_b).merge(grad)
+        out = hard.merge(fade_b).merge(grad)
+        # A cut inside (or at the edge of) a transition's gap is the same boundary: keep the gap.
+        gaps = merge_ranges(out.gaps)
+        out.cuts = [c for c in out.cuts if not any(a <= c <= b for a, b in gaps)]
+        return out
 
     def result(self, num_frames: int, times: np.ndarray | None = None) -> CutResult:
         """``times``: every frame's presentation time (from 0): the shortest scene is measured
