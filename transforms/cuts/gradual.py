@@ -99,7 +99,7 @@ class GradualTransitionDetector(FrameDetector):
     def __init__(self, fps: float, strides: tuple[int, ...], threshold: float = 35.0,
                  kind: str = "content", min_scene_s: float = 0.4, max_transition_s: float = 2.5,
                  min_betweenness: float = 0.95, join_betweenness: float = 0.85, timestamps: bool = False,
-                 near_betweenness: float = 0.80, min_unrelated: float = 0.70, min_evidence: float = 1.60,
+                 near_betweenness: float = 0.88, min_unrelated: float = 0.70, min_evidence: float = 1.60,
                  join_near: tuple[float, float] = (0.80, 0.75), flash_frames: int = 3,
                  blend_unrelated: float = 0.40):
         """A window is a transition when its betweenness reaches ``min_betweenness``, or when it
