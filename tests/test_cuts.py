@@ -57,6 +57,18 @@ def test_fades_to_black_found_and_kept_out_of_scenes():
     in_scenes = np.concatenate([luma[a:b] for a, b in result.scenes])
     assert in_scenes.min() > 30, "a faded frame leaked into a scene"
     assert len(result.scenes) >= 3
+    # ContentDetector also fires inside each fade; that cut is the fade's boundary, not another one
+    assert not [c for c in result.cuts for a, b in result.gaps if a <= c <= b], (result.cuts, result.gaps)
+
+
+def test_cascade_strides_scale_with_the_frame_rate():
+    from transforms.cuts.cascade import scaled_strides
+
+    assert scaled_strides((1, 4, 12), 25.0) == (1, 4, 12)
+    assert scaled_strides((1, 4, 12, 24), 50.0) == (1, 8, 24, 48)
+    assert scaled_strides((1, 4, 12), 12.5) == (1, 2, 6)
+    assert scaled_strides((1, 2, 4), 5.0) == (1,)  # strides that meet are one level
+    assert scaled_strides((1, 4, 12), 0.0) == (1, 4, 12)  # unknown rate: as at 25 fps
 
 
 @pytest.mark.parametrize("name", ["intel_bottle_detection.mp4", "intel_car_detection.mp4",

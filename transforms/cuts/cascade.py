@@ -31,9 +31,10 @@ REFERENCE_FPS = 25.0  # cuts.cascade_strides count frames at this rate
 def scaled_strides(strides, fps: float) -> tuple[int, ...]:
     """``cuts.cascade_strides`` at a file's rate: they count frames at 25 fps, so each level
     compares frames the same time apart whatever the rate (a 24-frame stride is about 1 s: 48
-    frames at 50 fps, 12 at 12.5 fps), and strides that meet are one level."""
+    frames at 50 fps, 12 at 12.5 fps), and strides that meet are one level. Stride 1, the native
+    rate, stays 1."""
     rate = fps if fps > 0 else REFERENCE_FPS
-    return tuple(sorted({max(1, int(round(k * rate / REFERENCE_FPS))) for k in strides}))
+    return tuple(sorted({1 if k == 1 else max(1, int(round(k * rate / REFERENCE_FPS))) for k in strides}))
 
 
 def scenes_from(num_frames: int, cuts: list[int], gaps: list[tuple[int, int]],

@@ -11,10 +11,12 @@ candidate window is checked twice:
   while motion inside one shot, however fast, is what flow explains.
 
 Between moving shots a blend is never perfect (both shots move while they mix), so a window
-that is nearly a blend is accepted when its ends are also unrelated. Confirmed windows are then
-grown at the full frame rate over the frames whose frame-to-frame change stays above the local
-baseline, and by half the window on each side (the faint first and last frames of a transition
-between moving shots do not raise that change), so the gap covers the whole transition.
+that is nearly a blend is accepted when its ends are also unrelated. Overlapping confirmed
+windows are one transition; its span is grown at the full frame rate over the frames whose
+frame-to-frame change stays above each side's baseline, and at each lower rate by the window
+just before or after when that window stands above its side's baseline; a side that grew at
+neither is widened by a fifth (the faint first and last frames of a blend between moving shots
+raise no change), so the gap covers the whole transition.
 
 Flashes (a frame or three that jump away and come back) are told apart from cuts here too: the
 cascade drops a hard cut into or out of a flash, and no window that touches one is a transition.
