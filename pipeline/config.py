@@ -108,6 +108,11 @@ class CutsConfig:
     # higher than `threshold`). A window above it is only a candidate: it must also pass the
     # blend test and the optical-flow test (its ends are two shots, not one shot moved).
     cascade_threshold: float = 35.0
+    # The check after splitting: every window of 1-2 s inside a planned clip is tested for a
+    # transition the cascade missed (a blend whose ends optical flow cannot relate), and the
+    # clip is split or trimmed around it. Finds most long dissolves and wipes between moving
+    # shots at a cost of a few percent of shot frames and of analysis time (BENCHMARKS.md).
+    post_check: bool = True
     # Mean luma (0-255) below which a frame counts as black (fades to/from black).
     fade_black_level: float = 18.0
     # Longest gradual transition we look for, in seconds; frames inside it never enter a clip.

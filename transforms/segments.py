@@ -141,12 +141,13 @@ def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, s
     n = len(index.pts)
     fps = index.fps
     warm = warmup_frames(fps, cfg)
-    lo, hi = max(0, start - warm), min(n, end + warm)
+    cascade = CutCascade(fps, cfg.cuts, timestamps=True)
+    # Start on the cascade's grid, so its windows fall where a whole pass puts them.
+    lo, hi = max(0, (start - warm) // cascade.grid * cascade.grid), min(n, end + warm)
     times = index.times
     info = index.info
     aw, ah = scaled_size(info.width, info.height, cfg.analysis.width)
     mw, mh = scaled_size(info.width, info.height, cfg.motion.width)
-    cascade = CutCascade(fps, cfg.cuts, timestamps=True)
     sampler = flow_sampler(fps, cfg, stages)
     global_of: list[int] = []  # local position -> global frame number
     stats: dict = {}
@@ -172,7 +173,7 @@ def analyze_segment(source: str, cfg, index: VideoIndex, start: int, end: int, s
     m = len(global_of)
     if m == 0:
         raise CorruptVideo(f"{source}: no frame of {start}-{end} could be decoded")
-    b: Boundaries = cascade.finish(m)
+    b: Boundaries = cascade.checked(m, np.asarray(times)[global_of] - times[global_of[0]])
     g_of = np.asarray(global_of + [hi])
 
     def to_global(i: int) -> int:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from transforms.cuts.base import Boundaries, FrameDetector
 from transforms.cuts.content import PySceneDetectLevel, to_hsv
 from transforms.cuts.fades import find_fades, merge_ranges
 from transforms.cuts.gradual import GradualTransitionDetector
+from transforms.cuts.postcheck import HiddenTransitionCheck
 
 
 @dataclass
@@ -91,11 +93,22 @@ class CutCascade(FrameDetector):
         self.gradual = GradualTransitionDetector(
             self.fps, scaled_strides(cfg.cascade_strides, self.fps), cfg.cascade_threshold, cfg.detector,
             cfg.min_scene_s, cfg.max_transition_s, timestamps=timestamps)
+        self.check = HiddenTransitionCheck(self.fps) if cfg.post_check else None
+
+    @property
+    def grid(self) -> int:
+        """Frames between the positions every lower-rate window and check window is aligned to:
+        a pass that starts at a multiple of it (a segment of a long video) looks at the same
+        windows as a pass from frame 0."""
+        steps = [lvl.stride for lvl in self.gradual.levels] + ([self.check.step] if self.check else [])
+        return int(np.lcm.reduce(steps)) if steps else 1
 
     def push(self, index: int, frame_bgr: np.ndarray, grey: np.ndarray | None = None, t: float | None = None) -> None:
         """``grey``: the frame's luma at the same size when the caller has it (saves a conversion);
         ``t``: its presentation time in seconds from the first frame."""
         hsv = to_hsv(frame_bgr)
+        if grey is None:
+            grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
         if isinstance(self.frame_level, PySceneDetectLevel):
             before = len(self.frame_level.cut_frames)
             self.frame_level.push(index, frame_bgr, hsv, t)
@@ -104,6 +117,9 @@ class CutCascade(FrameDetector):
         else:
             self.frame_level.push(index, frame_bgr)
         self.gradual.push(index, frame_bgr, hsv, grey, t)
+        if self.check is not None:
+            cuts = self.frame_level.cut_frames if isinstance(self.frame_level, PySceneDetectLevel) else ()
+            self.check.push(index, grey, self.gradual.contrast[-1], cuts, t if self.timestamps else None)
 
     def finish(self, num_frames: int) -> Boundaries:
         hard = self.frame_level.finish(num_frames)
@@ -120,15 +136,28 @@ class CutCascade(FrameDetector):
         out.cuts = [c for c in out.cuts if not any(a <= c <= b for a, b in gaps)]
         return out
 
+    def checked(self, num_frames: int, times: np.ndarray | None = None) -> Boundaries:
+        """:meth:`finish`, then the check after splitting (``cuts.post_check``): the hidden
+        transitions it finds inside the planned scenes become gaps too. ``times`` as in
+        :meth:`result`."""
+        b = self.finish(num_frames)
+        cuts, gaps = b.cuts, merge_ranges(b.gaps)
+        if self.check is not None:
+            hidden = self.check.gaps(self._scenes(num_frames, cuts, gaps, times), cuts, self.gradual.flashes)
+            if hidden:
+                gaps = merge_ranges(gaps + hidden)
+                cuts = [c for c in cuts if not any(a <= c <= e for a, e in gaps)]
+        return Boundaries(cuts=cuts, gaps=gaps)
+
     def result(self, num_frames: int, times: np.ndarray | None = None) -> CutResult:
         """``times``: every frame's presentation time (from 0): the shortest scene is measured
         on them; else in frames at ``fps``."""
-        b = self.finish(num_frames)
-        gaps = merge_ranges(b.gaps)
+        b = self.checked(num_frames, times)
+        return CutResult(self._scenes(num_frames, b.cuts, b.gaps, times), b.cuts, b.gaps)
+
+    def _scenes(self, num_frames: int, cuts: list[int], gaps: list[tuple[int, int]], times) -> list[tuple[int, int]]:
         if times is not None and len(times) == num_frames:
-            scenes = timed_scenes(num_frames, b.cuts, gaps, self.cfg.boundary_margin_frames, self.cfg.min_scene_s,
-                                  times, self.fps)
-        else:
-            min_len = max(1, int(round(self.cfg.min_scene_s * self.fps)))
-            scenes = scenes_from(num_frames, b.cuts, gaps, self.cfg.boundary_margin_frames, min_len)
-        return CutResult(scenes, b.cuts, gaps)
+            return timed_scenes(num_frames, cuts, gaps, self.cfg.boundary_margin_frames, self.cfg.min_scene_s,
+                                times, self.fps)
+        min_len = max(1, int(round(self.cfg.min_scene_s * self.fps)))
+        return scenes_from(num_frames, cuts, gaps, self.cfg.boundary_margin_frames, min_len)

@@ -1,0 +1,189 @@
+"""The check after splitting: a transition the cascade missed, hidden inside a planned clip.
+
+The cascade only looks at a window when a content detector at a lower frame rate fires on it,
+and a long dissolve or a wipe between moving shots often raises no such jump. This check looks
+at every window of about 1, 1.5 and 2 seconds (stepping 4 frames at 25 fps) with two cheap
+features of frames it already has (betweenness at strides inside the window, and the dip of
+contrast in the middle: a blend of two unrelated pictures has less contrast than either), and
+runs optical flow only on the windows that pass them. A window whose ends flow cannot relate
+(:func:`unrelatedness`, and again on locally normalised frames, so that a static camera whose
+exposure changes as objects leave is not taken for two shots), and that is a blend, is a
+hidden transition.
+
+Only windows inside one planned clip count (the cascade's shots: a window across a cut or a
+gap is the known boundary). Each group of such windows is located by flow too: frames that
+flow still relates to the group's first frame are the shot before, frames it relates to the
+last one are the shot after, and what lies between (widened by 30%) leaves the clip, which
+is split in two or trimmed.
+
+Measured on the labelled set (``benchmarks/bench_cuts.py``, BENCHMARKS.md); the thresholds
+were set on its ``dev`` and ``held`` parts only.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+
+import cv2
+import numpy as np
+
+from transforms.cuts.fades import merge_ranges
+from transforms.cuts.gradual import betweenness, unrelatedness
+
+REFERENCE_FPS = 25.0
+
+
+def _at_rate(frames: int, fps: float) -> int:
+    return max(1, int(round(frames * fps / REFERENCE_FPS)))
+
+
+def contrast_dip(contrast, a: int, b: int) -> float:
+    """Lowest contrast (``contrast[i]``: frame i's grey standard deviation) inside window
+    ``[a, b]`` over the straight line between its ends' (1.0: no dip). A cross-dissolve of two
+    unrelated pictures halfway through has about 0.7 of their contrast; a pan or a moving
+    object keeps it. Each end's contrast is the lower of its frame and the one next to it
+    inside the window, so one bright frame at an end (a flash, a mark) makes no dip."""
+    if b - a < 4:
+        return 1.0
+    c = np.asarray(contrast[a:b + 1], dtype=np.float64)
+    first, last = min(c[0], c[1]), min(c[-1], c[-2])
+    line = first + (last - first) * np.arange(2, b - a - 1) / (b - a)
+    return float(np.min(c[2:-2] / np.maximum(line, 1.0)))
+
+
+def local_contrast(f: np.ndarray, sigma: float = 3.0) -> np.ndarray:
+    """Grey frame ``f`` with its local mean removed and divided by its local contrast."""
+    f = f.astype(np.float32)
+    mean = cv2.GaussianBlur(f, (0, 0), sigma)
+    var = cv2.GaussianBlur((f - mean) ** 2, (0, 0), sigma)
+    return (f - mean) / np.sqrt(var + 16.0)
+
+
+def structure_unrelatedness(a: np.ndarray, b: np.ndarray, border: int = 8, floor: float = 0.8) -> float:
+    """:func:`unrelatedness` on locally normalised frames: the same picture with objects gone
+    and the exposure changed (a static camera, hands lifting bottles away) keeps its structure
+    and scores low (about 0.35), where two shots score 0.5-0.8."""
+    flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 9, 3, 5, 1.1, 0)
+    h, w = a.shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    na, nb = local_contrast(a), local_contrast(b)
+    warped = cv2.remap(nb, x + flow[..., 0], y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inner = (slice(border, h - border), slice(border, w - border)) if min(h, w) > 4 * border else (slice(None),) * 2
+    residual = float(np.median(np.abs(warped - na)[inner]))
+    raw = float(np.median(np.abs(nb - na)[inner]))
+    return residual / max(raw, floor)
+
+
+def locate(frames: dict[int, np.ndarray], a: int, b: int, step: int, tau: float = 0.15,
+           widen: float = 0.3) -> tuple[int, int]:
+    """The span ``[start, end)`` of the transition inside ``[a, b]``, from grey ``frames`` (by
+    index, every ``step``-th at least). ``ua``: how unrelated each frame is to frame ``a``; ``ub``:
+    to frame ``b``. Before the crossing (ua >= ub) the last frame still close to ``a`` (ua at most
+    ``tau`` of its largest value) ends the shot before; after it the first frame close to ``b``
+    starts the shot after. The span between is widened by ``widen`` on each side (the faint
+    ends of a blend between moving shots) and kept inside ``[a, b]``."""
+    idx = [i for i in range(a, b + 1, step) if i in frames]
+    if not idx or idx[0] != a or b not in frames:
+        return a, b + 1  # frames missing: the whole group leaves the clip
+    if idx[-1] != b:
+        idx.append(b)
+    ua = np.array([unrelatedness(frames[a], frames[i]) for i in idx])
+    ub = np.array([unrelatedness(frames[i], frames[b]) for i in idx])
+    crossed = ua >= ub
+    k = int(np.argmax(crossed)) if crossed.any() else len(idx) - 1
+    lo = max([j for j in range(k + 1) if ua[j] <= tau * ua.max()], default=0)
+    hi = min([j for j in range(k, len(idx)) if ub[j] <= tau * ub.max()], default=len(idx) - 1)
+    start, end = idx[lo], idx[hi] + 1
+    pad = max(2, int(round(widen * (end - start))))
+    return max(a, start - pad), min(b + 1, end + pad)
+
+
+class HiddenTransitionCheck:
+    """Fed every frame of the analysis decode (grey, at analysis size) with its contrast;
+    :meth:`gaps` returns the hidden transitions inside the planned ``scenes``."""
+
+    def __init__(self, fps: float, spans: tuple[int, ...] = (24, 36, 48), step: int = 4,
+                 min_betweenness: float = 0.75, min_unrelated: float = 0.75, max_dip: float = 0.95,
+                 min_structure: float = 0.45, keep_frames: int = 4000):
+        """``spans`` and ``step`` count frames at 25 fps: a window lasts ``span / 25`` seconds
+        (measured on the frames' timestamps when :meth:`push` gets them, so a variable-rate
+        file's windows last as long at 15 fps as at 60; else ``span`` scaled with ``fps``). A
+        window is a hidden transition with betweenness >= ``min_betweenness``, contrast dip <=
+        ``max_dip`` (the cheap tests), then unrelatedness >= ``min_unrelated`` and structure
+        unrelatedness >= ``min_structure`` (flow, only when the tests before pass).
+        ``keep_frames``: most frames kept for locating (beyond it a group leaves whole)."""
+        fps = fps if fps > 0 else REFERENCE_FPS
+        self.spans = tuple(sorted({_at_rate(s, fps) for s in spans}))
+        self.seconds = tuple(sorted({s / REFERENCE_FPS for s in spans}))
+        self.step = _at_rate(step, fps)
+        self.sample = _at_rate(2, fps)  # frames kept for locating: every other at 25 fps
+        self.min_betweenness, self.min_unrelated, self.max_dip = min_betweenness, min_unrelated, max_dip
+        self.min_structure = min_structure
+        self.keep_frames = keep_frames
+        self._ring: deque[tuple[int, float | None, np.ndarray]] = deque()
+        self.contrast: list[float] = []
+        self.windows: list[tuple[int, int]] = []  # [a, b] windows that passed all the tests
+        self.frames: dict[int, np.ndarray] = {}  # sampled frames inside those windows
+        self.flow_tests = 0
+
+    def _starts(self, index: int, t: float | None) -> list[int]:
+        """First frames of the windows that end at ``index`` (time ``t``)."""
+        if t is None:
+            return [index - span for span in self.spans]
+        times = [r[1] for r in self._ring]  # increasing
+        out = []
+        for span_s in self.seconds:  # the frame whose time is nearest t - span_s
+            want = t - span_s
+            k = bisect.bisect_left(times, want)
+            k = min((j for j in (k - 1, k) if 0 <= j < len(times)), key=lambda j: abs(times[j] - want))
+            if abs(times[k] - want) <= 0.5 * span_s and self._ring[k][0] < index - 1:
+                out.append(self._ring[k][0])
+        return sorted(set(out), reverse=True)
+
+    def push(self, index: int, grey: np.ndarray, contrast: float, cuts: list[int] = (),
+             t: float | None = None) -> None:
+        """``cuts``: the hard cuts found so far (sorted); a window across one is not tested.
+        ``t``: the frame's presentation time in seconds."""
+        self._ring.append((index, t, grey))
+        longest = max(self.spans) + 2
+        while len(self._ring) > longest and (t is None or self._ring[0][1] < t - max(self.seconds) - 0.5):
+            self._ring.popleft()
+        self.contrast.append(contrast)
+        if index % self.step:
+            return
+        ring = None
+        for a in self._starts(index, t):
+            if a < 0 or (cuts and cuts[-1] > a):
+                continue  # before the start, or across a cut already found (the known boundary)
+            if ring is None:
+                ring = {i: g for i, _, g in self._ring}
+            if index not in ring or a not in ring:
+                continue
+            if contrast_dip(self.contrast, a, index) > self.max_dip:
+                continue  # the cheapest test first
+            window = [ring[i] for i in range(a, index + 1, max(1, (index - a) // 6)) if i in ring]
+            if window[-1] is not ring[index]:
+                window.append(ring[index])
+            if betweenness(window) < self.min_betweenness:
+                continue
+            self.flow_tests += 1
+            if unrelatedness(ring[a], ring[index]) < self.min_unrelated:
+                continue
+            if structure_unrelatedness(ring[a], ring[index]) < self.min_structure:
+                continue
+            self.windows.append((a, index))
+            for i in range(a, index + 1):
+                if (i % self.sample == 0 or i in (a, index)) and len(self.frames) < self.keep_frames:
+                    self.frames.setdefault(i, ring[i])
+
+    def gaps(self, scenes: list[tuple[int, int]], cuts: list[int] = (),
+             flashes: list[tuple[int, int]] = ()) -> list[tuple[int, int]]:
+        """Hidden transitions ``[start, end)`` inside the planned ``scenes`` (``[s, e)`` ranges).
+        Windows across a cut, over a flash, or not inside one scene are not counted."""
+        inside = [(a, b) for a, b in self.windows
+                  if any(s <= a and b < e for s, e in scenes)
+                  and not any(a < c <= b for c in cuts)
+                  and not any(a <= fe and b >= fs for fs, fe in flashes)]
+        return merge_ranges([locate(self.frames, a, b - 1, self.sample)
+                             for a, b in merge_ranges([(a, b + 1) for a, b in inside])])
