@@ -118,3 +118,13 @@ def test_check_skips_windows_across_a_known_cut(where):
         assert gaps
     else:  # every window holding the dissolve holds the cut: the cut is its boundary already
         assert not any(a < cut <= b for a, b in check.windows) and not gaps
+
+
+def test_check_skips_windows_over_a_flash():
+    """A window touching a flash the cascade found (a jump that comes back) is not a transition."""
+    frames, (s, e) = _dissolve_video()
+    check = HiddenTransitionCheck(25.0)
+    _feed(check, frames)
+    assert check.gaps([(0, len(frames))])  # the dissolve, with no flash
+    assert check.gaps([(0, len(frames))], flashes=[(s + 10, s + 12)]) == []
+

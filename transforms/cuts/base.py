@@ -16,6 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+REFERENCE_FPS = 25.0  # frame counts in the cuts settings (strides, check windows) are at this rate
+
+
+def at_rate(frames: int, fps: float) -> int:
+    """``frames`` counted at 25 fps, as many frames at ``fps`` (at least 1; 25 if unknown)."""
+    rate = fps if fps > 0 else REFERENCE_FPS
+    return max(1, int(round(frames * rate / REFERENCE_FPS)))
 
 @dataclass
 class Boundaries:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from transforms.cuts.base import Boundaries, FrameDetector
+from transforms.cuts.base import Boundaries, FrameDetector, at_rate
 from transforms.cuts.content import PySceneDetectLevel, to_hsv
 from transforms.cuts.fades import find_fades, merge_ranges
 from transforms.cuts.gradual import GradualTransitionDetector
@@ -27,16 +27,12 @@ class CutResult:
     gaps: list[tuple[int, int]]
 
 
-REFERENCE_FPS = 25.0  # cuts.cascade_strides count frames at this rate
-
-
 def scaled_strides(strides, fps: float) -> tuple[int, ...]:
     """``cuts.cascade_strides`` at a file's rate: they count frames at 25 fps, so each level
     compares frames the same time apart whatever the rate (a 24-frame stride is about 1 s: 48
     frames at 50 fps, 12 at 12.5 fps), and strides that meet are one level. Stride 1, the native
     rate, stays 1."""
-    rate = fps if fps > 0 else REFERENCE_FPS
-    return tuple(sorted({1 if k == 1 else max(1, int(round(k * rate / REFERENCE_FPS))) for k in strides}))
+    return tuple(sorted({1 if k == 1 else at_rate(k, fps) for k in strides}))
 
 
 def scenes_from(num_frames: int, cuts: list[int], gaps: list[tuple[int, int]],

@@ -53,22 +53,36 @@ def betweenness(frames: list[np.ndarray], tol: float = 6.0) -> float:
     return float(np.mean(inside))
 
 
-def unrelatedness(a: np.ndarray, b: np.ndarray, border: int = 8, floor: float = 0.8) -> float:
+def pair_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Dense optical flow (Farneback) from grey frame ``a`` to ``b``, as the unrelatedness
+    tests use it."""
+    return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 9, 3, 5, 1.1, 0)
+
+
+def _globally(f: np.ndarray) -> np.ndarray:
+    f = f.astype(np.float32)
+    return (f - f.mean()) / (f.std() + 4.0)
+
+
+def unrelatedness(a: np.ndarray, b: np.ndarray, border: int = 8, floor: float = 0.8,
+                  flow: np.ndarray | None = None, normalise=_globally) -> float:
     """How little of grey frame ``b`` motion from ``a`` explains: the median residual after
     warping ``b`` onto ``a`` along dense optical flow (Farneback), over the median residual
     without warping (medians: another shot changes most of the frame, a car driving through a
     still scene only part of it, and flow at 128 px does not track such small fast things).
-    Both frames are first normalised to zero mean and unit contrast (a lighting change or a
-    flash scales a frame's values, not its structure), and the residual without
-    warping counts as at least ``floor`` (two unrelated pictures differ by about 1 in these
-    units; a pair that differs by much less is one picture, whatever flow makes of its noise).
-    Near 0: the same shot, moved; near 1 or above: flow cannot relate them (another shot). A
-    fast pan or shake over a long window also scores high (Farneback at 128 px loses track):
-    the blend test has to reject those."""
-    flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 9, 3, 5, 1.1, 0)
+    Both frames are first normalised (``normalise``; by default to zero mean and unit contrast:
+    a lighting change or a flash scales a frame's values, not its structure), and the residual
+    without warping counts as at least ``floor`` (two unrelated pictures differ by about 1 in
+    these units; a pair that differs by much less is one picture, whatever flow makes of its
+    noise). Near 0: the same shot, moved; near 1 or above: flow cannot relate them (another
+    shot). A fast pan or shake over a long window also scores high (Farneback at 128 px loses
+    track): the blend test has to reject those. ``flow``: :func:`pair_flow` of the pair, when
+    the caller has it."""
+    if flow is None:
+        flow = pair_flow(a, b)
     h, w = a.shape
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    na, nb = (((f.astype(np.float32) - f.mean()) / (f.std() + 4.0)) for f in (a, b))
+    na, nb = normalise(a), normalise(b)
     warped = cv2.remap(nb, x + flow[..., 0], y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inner = (slice(border, h - border), slice(border, w - border)) if min(h, w) > 4 * border else (slice(None),) * 2
     residual = float(np.median(np.abs(warped - na)[inner]))

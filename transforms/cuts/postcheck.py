@@ -28,14 +28,9 @@ from collections import deque
 import cv2
 import numpy as np
 
+from transforms.cuts.base import REFERENCE_FPS, at_rate
 from transforms.cuts.fades import merge_ranges
-from transforms.cuts.gradual import betweenness, unrelatedness
-
-REFERENCE_FPS = 25.0
-
-
-def _at_rate(frames: int, fps: float) -> int:
-    return max(1, int(round(frames * fps / REFERENCE_FPS)))
+from transforms.cuts.gradual import betweenness, pair_flow, unrelatedness
 
 
 def contrast_dip(contrast, a: int, b: int) -> float:
@@ -60,19 +55,11 @@ def local_contrast(f: np.ndarray, sigma: float = 3.0) -> np.ndarray:
     return (f - mean) / np.sqrt(var + 16.0)
 
 
-def structure_unrelatedness(a: np.ndarray, b: np.ndarray, border: int = 8, floor: float = 0.8) -> float:
+def structure_unrelatedness(a: np.ndarray, b: np.ndarray, flow: np.ndarray | None = None) -> float:
     """:func:`unrelatedness` on locally normalised frames: the same picture with objects gone
     and the exposure changed (a static camera, hands lifting bottles away) keeps its structure
     and scores low (about 0.35), where two shots score 0.5-0.8."""
-    flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 9, 3, 5, 1.1, 0)
-    h, w = a.shape
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    na, nb = local_contrast(a), local_contrast(b)
-    warped = cv2.remap(nb, x + flow[..., 0], y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    inner = (slice(border, h - border), slice(border, w - border)) if min(h, w) > 4 * border else (slice(None),) * 2
-    residual = float(np.median(np.abs(warped - na)[inner]))
-    raw = float(np.median(np.abs(nb - na)[inner]))
-    return residual / max(raw, floor)
+    return unrelatedness(a, b, flow=flow, normalise=local_contrast)
 
 
 def locate(frames: dict[int, np.ndarray], a: int, b: int, step: int, tau: float = 0.15,
@@ -113,11 +100,10 @@ class HiddenTransitionCheck:
         ``max_dip`` (the cheap tests), then unrelatedness >= ``min_unrelated`` and structure
         unrelatedness >= ``min_structure`` (flow, only when the tests before pass).
         ``keep_frames``: most frames kept for locating (beyond it a group leaves whole)."""
-        fps = fps if fps > 0 else REFERENCE_FPS
-        self.spans = tuple(sorted({_at_rate(s, fps) for s in spans}))
+        self.spans = tuple(sorted({at_rate(s, fps) for s in spans}))
         self.seconds = tuple(sorted({s / REFERENCE_FPS for s in spans}))
-        self.step = _at_rate(step, fps)
-        self.sample = _at_rate(2, fps)  # frames kept for locating: every other at 25 fps
+        self.step = at_rate(step, fps)
+        self.sample = at_rate(2, fps)  # frames kept for locating: every other at 25 fps
         self.min_betweenness, self.min_unrelated, self.max_dip = min_betweenness, min_unrelated, max_dip
         self.min_structure = min_structure
         self.keep_frames = keep_frames
@@ -125,7 +111,6 @@ class HiddenTransitionCheck:
         self.contrast: list[float] = []
         self.windows: list[tuple[int, int]] = []  # [a, b] windows that passed all the tests
         self.frames: dict[int, np.ndarray] = {}  # sampled frames inside those windows
-        self.flow_tests = 0
 
     def _starts(self, index: int, t: float | None) -> list[int]:
         """First frames of the windows that end at ``index`` (time ``t``)."""
@@ -167,10 +152,10 @@ class HiddenTransitionCheck:
                 window.append(ring[index])
             if betweenness(window) < self.min_betweenness:
                 continue
-            self.flow_tests += 1
-            if unrelatedness(ring[a], ring[index]) < self.min_unrelated:
+            flow = pair_flow(ring[a], ring[index])  # one flow for both tests
+            if unrelatedness(ring[a], ring[index], flow=flow) < self.min_unrelated:
                 continue
-            if structure_unrelatedness(ring[a], ring[index]) < self.min_structure:
+            if structure_unrelatedness(ring[a], ring[index], flow) < self.min_structure:
                 continue
             self.windows.append((a, index))
             for i in range(a, index + 1):
