@@ -245,11 +245,16 @@ def main() -> int:
         w = cpu[name].get("workers") or []
         lines += ["", f"CPU seconds: analyze in one process {cpu_in_process.get(name)}; whole command driver "
                       f"{cpu[name].get('driver')}, workers {w}", ""]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "analysis.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / "analysis.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("analysis", result, lines)
     return 0
+
+
+def write_results(name: str, result: dict, lines: list[str]) -> None:
+    """``benchmarks/results/<name>.json`` and ``.md``; the table is printed too."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

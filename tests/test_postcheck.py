@@ -128,3 +128,30 @@ def test_check_skips_windows_over_a_flash():
     assert check.gaps([(0, len(frames))])  # the dissolve, with no flash
     assert check.gaps([(0, len(frames))], flashes=[(s + 10, s + 12)]) == []
 
+
+
+def test_check_beyond_its_frame_budget_drops_the_whole_group():
+    """With no frames left in ``keep_frames`` to locate by, the whole group of windows leaves the
+    clip: more frames lost, never a transition frame kept."""
+    frames, (s, e) = _dissolve_video()
+    located = HiddenTransitionCheck(25.0)
+    _feed(located, frames)
+    capped = HiddenTransitionCheck(25.0, keep_frames=0)
+    _feed(capped, frames)
+    assert capped.windows == located.windows and capped.frames == {}
+    (start, end), = capped.gaps([(0, len(frames))])
+    assert (start, end) == (min(a for a, _ in capped.windows), max(b for _, b in capped.windows) + 1)
+    (ls, le), = located.gaps([(0, len(frames))])
+    assert start <= ls <= s and end >= le >= e
+
+
+def test_contrast_history_survives_growth():
+    """The contrast history grows past its first block without losing or moving a value."""
+    check = HiddenTransitionCheck(25.0)
+    rng = np.random.default_rng(0)
+    values = rng.uniform(10, 60, 2500)
+    frame = np.zeros((H, W), np.uint8)
+    for i, c in enumerate(values):
+        check.push(i, frame, float(c))
+    assert np.array_equal(check.contrast, values)
+    assert contrast_dip(check.contrast, 100, 160) == contrast_dip(list(values), 100, 160)

@@ -24,6 +24,7 @@ cascade drops a hard cut into or out of a flash, and no window that touches one 
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 
 import cv2
@@ -64,6 +65,14 @@ def _globally(f: np.ndarray) -> np.ndarray:
     return (f - f.mean()) / (f.std() + 4.0)
 
 
+@functools.lru_cache(maxsize=8)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (x, y) of an h x w picture, float32, read-only (made once per size)."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
+
+
 def unrelatedness(a: np.ndarray, b: np.ndarray, border: int = 8, floor: float = 0.8,
                   flow: np.ndarray | None = None, normalise=_globally) -> float:
     """How little of grey frame ``b`` motion from ``a`` explains: the median residual after
@@ -81,7 +90,7 @@ def unrelatedness(a: np.ndarray, b: np.ndarray, border: int = 8, floor: float = 
     if flow is None:
         flow = pair_flow(a, b)
     h, w = a.shape
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    x, y = _grid(h, w)
     na, nb = normalise(a), normalise(b)
     warped = cv2.remap(nb, x + flow[..., 0], y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inner = (slice(border, h - border), slice(border, w - border)) if min(h, w) > 4 * border else (slice(None),) * 2

@@ -108,9 +108,15 @@ class HiddenTransitionCheck:
         self.min_structure = min_structure
         self.keep_frames = keep_frames
         self._ring: deque[tuple[int, float | None, np.ndarray]] = deque()
-        self.contrast: list[float] = []
+        self._contrast = np.empty(1024, dtype=np.float64)  # grows by doubling; a view is sliced
+        self._count = 0
         self.windows: list[tuple[int, int]] = []  # [a, b] windows that passed all the tests
         self.frames: dict[int, np.ndarray] = {}  # sampled frames inside those windows
+
+    @property
+    def contrast(self) -> np.ndarray:
+        """Grey standard deviation of every frame pushed so far."""
+        return self._contrast[: self._count]
 
     def _starts(self, index: int, t: float | None) -> list[int]:
         """First frames of the windows that end at ``index`` (time ``t``)."""
@@ -134,7 +140,10 @@ class HiddenTransitionCheck:
         longest = max(self.spans) + 2
         while len(self._ring) > longest and (t is None or self._ring[0][1] < t - max(self.seconds) - 0.5):
             self._ring.popleft()
-        self.contrast.append(contrast)
+        if self._count == len(self._contrast):
+            self._contrast = np.concatenate([self._contrast, np.empty_like(self._contrast)])
+        self._contrast[self._count] = contrast
+        self._count += 1
         if index % self.step:
             return
         ring = None
@@ -145,7 +154,7 @@ class HiddenTransitionCheck:
                 ring = {i: g for i, _, g in self._ring}
             if index not in ring or a not in ring:
                 continue
-            if contrast_dip(self.contrast, a, index) > self.max_dip:
+            if contrast_dip(self._contrast, a, index) > self.max_dip:
                 continue  # the cheapest test first
             window = [ring[i] for i in range(a, index + 1, max(1, (index - a) // 6)) if i in ring]
             if window[-1] is not ring[index]:
