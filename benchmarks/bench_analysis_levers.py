@@ -59,16 +59,16 @@ def decode_cpu(files: list[str], mode: str) -> tuple[float, int]:
 def analyze_cpu(files: list[str], variant: str) -> float:
     from pipeline.config import Config
     from transforms.analyze import analyze_video
+    from transforms.stages import DEFAULT
 
-    cfg = Config()
-    stages = None
+    cfg, stages = Config(), DEFAULT
     if variant == "no_post_check":
         cfg = dataclasses.replace(cfg, cuts=dataclasses.replace(cfg.cuts, post_check=False))
     elif variant == "no_motion":
         stages = ("probe", "cuts")
     t = time.process_time()
     for f in files:
-        analyze_video(f, cfg) if stages is None else analyze_video(f, cfg, stages=stages)
+        analyze_video(f, cfg, stages)
     return time.process_time() - t
 
 

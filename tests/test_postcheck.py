@@ -129,7 +129,6 @@ def test_check_skips_windows_over_a_flash():
     assert check.gaps([(0, len(frames))], flashes=[(s + 10, s + 12)]) == []
 
 
-
 def test_check_beyond_its_frame_budget_drops_the_whole_group():
     """With no frames left in ``keep_frames`` to locate by, the whole group of windows leaves the
     clip: more frames lost, never a transition frame kept."""
