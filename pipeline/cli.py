@@ -201,5 +201,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The ``vidcurate`` command: :func:`main`, then :func:`quick_exit`."""
+    quick_exit(main())
+
+
+def quick_exit(code: int) -> None:
+    """End the process once the work is done: other threads joined, the exit handlers run
+    (logging's flush, temporary files), the standard streams flushed, then ``os._exit``.
+    Python's own finalisation of the ~2,000 modules Beam, PyAV, OpenCV and Arrow load takes
+    0.6-0.8 s on 2 cores, a fifth of a one-file run, and has nothing left to save."""
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()  # what normal interpreter exit runs first
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

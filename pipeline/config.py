@@ -155,8 +155,10 @@ class FiltersConfig:
 class RunnerConfig:
     # Beam runner; FnApiRunner is Beam's local portable runner (no download needed).
     runner: str = "FnApiRunner"
-    # multi_processing runs one SDK worker process per core; in_memory is one process.
-    direct_running_mode: str = "multi_processing"
+    # multi_processing runs one SDK worker process per core; in_memory is one process; auto is
+    # in_memory for a job too small to pay for starting workers (pipeline.balance.small_job:
+    # a few local inputs, about 4 s of analysis in all), else multi_processing.
+    direct_running_mode: str = "auto"
     # 0 = one worker per core.
     direct_num_workers: int = 0
     # Named sets of Beam flags chosen with `vidcurate run --profile NAME`; flags given on the

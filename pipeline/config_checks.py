@@ -16,7 +16,7 @@ _CHOICES = {
     ("caption", "select"): ("best", "fused"),
     ("clips", "fit"): ("crop", "pad"),
     ("clips", "scaler"): ("area", "bilinear", "bicubic", "fast_bilinear", "lanczos"),
-    ("runner", "direct_running_mode"): ("multi_processing", "multi_threading", "in_memory"),
+    ("runner", "direct_running_mode"): ("auto", "multi_processing", "multi_threading", "in_memory"),
 }
 
 

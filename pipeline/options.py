@@ -44,9 +44,11 @@ def beam_flags(extra: list[str]) -> list[str]:
     return out
 
 
-def pipeline_options(cfg, beam_args: list[str], profile: str | None = None) -> PipelineOptions:
+def pipeline_options(cfg, beam_args: list[str], profile: str | None = None, small: bool = False) -> PipelineOptions:
     """Config runner defaults, then the chosen profile, overridden by any Beam flag given on
-    the command line (the last occurrence of a flag wins)."""
+    the command line (the last occurrence of a flag wins). ``direct_running_mode: auto`` is
+    ``in_memory`` when the job is ``small`` and no worker count was asked for, else
+    ``multi_processing``."""
     args = profile_args(cfg, profile) + beam_flags(list(beam_args))
     given = " ".join(args)
     if "--runner" not in given:
@@ -56,6 +58,10 @@ def pipeline_options(cfg, beam_args: list[str], profile: str | None = None) -> P
         if "--direct_running_mode" not in given:
             args.append(f"--direct_running_mode={cfg.runner.direct_running_mode}")
         mode = next((a.split("=", 1)[1] for a in reversed(args) if a.startswith("--direct_running_mode=")), "")
+        if mode == "auto":  # Beam does not know it: resolve it here
+            asked = "--direct_num_workers" in given or cfg.runner.direct_num_workers
+            mode = "in_memory" if small and not asked else "multi_processing"
+            args = [a for a in args if not a.startswith("--direct_running_mode=")] + [f"--direct_running_mode={mode}"]
         if "--direct_num_workers" not in given:
             workers = 1 if mode == "in_memory" else (cfg.runner.direct_num_workers or os.cpu_count() or 1)
             args.append(f"--direct_num_workers={workers}")

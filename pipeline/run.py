@@ -76,10 +76,12 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
         preflight(cfg, stage_list)  # fail fast, before any video is processed
         generation = rundir.new_generation(output)
         todo = [s for vid, s in ids.items() if vid not in done]
-        log.info("vidcurate: %d input(s) -> %s (stages: %s%s)%s", len(sources), output, ",".join(stage_list),
+        options = pipeline_options(cfg, beam_args or [], profile, small=balance.small_job(todo))
+        one = options.get_all_options().get("direct_running_mode") == "in_memory"
+        log.info("vidcurate: %d input(s) -> %s (stages: %s%s)%s%s", len(sources), output, ",".join(stage_list),
                  ", analysis only" if no_clips else "",
-                 f"; resuming: {len(done)} already analyzed, {stale} stale temp file(s) removed" if done or stale else "")
-        options = pipeline_options(cfg, beam_args or [], profile)
+                 f"; resuming: {len(done)} already analyzed, {stale} stale temp file(s) removed" if done or stale else "",
+                 "; in one process (no worker processes)" if one else "")
         workers = balance.local_workers(options)
         wall = execute(generation, options, set(ids), progress_dir=output,
                        build=lambda p: graph.build(p, todo, output, generation, cfg, stage_list,

@@ -127,6 +127,36 @@ def test_write_table_round_trips_typed_rows(tmp_path):
     assert [ClipRow.from_dict(r) for r in back] == rows
 
 
+def test_write_table_writes_every_part_whole_and_the_same_each_run(tmp_path, monkeypatch):
+    """Five parts for 12 rows: each row in the part its id hashes to (the same on a re-run),
+    parts with no row written too (readers see the schema), row groups of ROW_GROUP rows, and no
+    temp file left beside them."""
+    import pyarrow.parquet as pq
+
+    from pipeline import tables
+
+    monkeypatch.setattr(tables, "ROW_GROUP", 2)
+    rows = [clip(i, float(i)) for i in range(12)]
+    for run in ("a", "b"):
+        with TestPipeline() as p:
+            p | beam.Create(rows) | WriteTable(str(tmp_path / run), CLIPS, 5)
+    names = sorted(os.listdir(tmp_path / "a" / CLIPS))
+    assert names == [f"part-{k:05d}-of-00005.parquet" for k in range(5)]
+    ids = {}
+    for name in names:
+        table = pq.read_table(tmp_path / "a" / CLIPS / name)
+        assert table.schema.equals(ClipRow.schema)
+        ids[name] = sorted(table.column("clip_id").to_pylist())
+        assert ids[name] == sorted(pq.read_table(tmp_path / "b" / CLIPS / name).column("clip_id").to_pylist())
+        assert all(tables.shard_of(r, 5) == int(name[5:10]) for r in rows if r.clip_id in ids[name])
+        meta = pq.ParquetFile(tmp_path / "a" / CLIPS / name).metadata
+        assert meta.num_rows == 0 or max(meta.row_group(g).num_rows for g in range(meta.num_row_groups)) <= 2
+    assert sorted(sum(ids.values(), [])) == sorted(r.clip_id for r in rows)
+    with TestPipeline() as p:
+        p | beam.Create([]) | "Nothing" >> WriteTable(str(tmp_path / "none"), ERRORS, 1)
+    assert pq.read_table(tmp_path / "none" / ERRORS / "part-00000-of-00001.parquet").num_rows == 0
+
+
 @pytest.mark.skipif(not __import__("importlib").util.find_spec("easyocr_en_models"), reason="needs easyocr")
 def test_score_models_scores_text_and_routes_between_stages(tmp_path):
     """OCR through ScoreModels with the real offline EasyOCR weights: a slide scores text, a

