@@ -175,6 +175,21 @@ class Sampler:
         return self.cfg.model.latent_channels, h // self.ae.downsample, w // self.ae.downsample
 
 
+def motion_score(pixels: np.ndarray, fps: float) -> float:
+    """The motion stage's score of a sampled video: its own Farneback flow on grey frames, every
+    consecutive pair, in percent of the frame width per second (the unit clips are scored in)."""
+    import cv2
+
+    from transforms.motion import MotionSampler
+
+    sampler = MotionSampler(fps, target_fps=fps)
+    for i, frame in enumerate(pixels):
+        t = i / fps
+        if sampler.wants(t):
+            sampler.push(i, t, cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY))
+    return float(np.mean([p.score for p in sampler.pairs])) if sampler.pairs else 0.0
+
+
 def context_pixels(path: str, count: int, stride: int, size: tuple[int, int]) -> np.ndarray:
     """The first ``count`` frames of a video, every ``stride``-th (the training stride), scaled
     and centre-cropped to ``size`` as the trainer sees clips: (count, H, W, 3) uint8."""
@@ -208,7 +223,8 @@ def sample(checkpoint: str, prompt: str, frames: int, out: str, steps: int = 25,
     from PIL import Image
 
     Image.fromarray(frame_grid(pixels)).save(preview_path(out))  # a frame grid beside the mp4
-    log.info("wrote %s (%d frames) and its preview %s", out, len(pixels), preview_path(out))
+    log.info("wrote %s (%d frames, motion score %.2f) and its preview %s", out, len(pixels),
+             motion_score(pixels, fps * max(1, interpolate)), preview_path(out))
     return out
 
 

