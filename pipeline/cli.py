@@ -202,8 +202,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The ``vidcurate`` command: :func:`main`, then :func:`quick_exit`."""
-    quick_exit(main())
+    """The ``vidcurate`` command: :func:`main`, then :func:`quick_exit`. Output piped into a
+    command that stops reading early (``vidcurate stats RUN | head``) ends it quietly."""
+    try:
+        code = main()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's documented recipe
+        code = 1
+    quick_exit(code)
 
 
 def quick_exit(code: int) -> None:

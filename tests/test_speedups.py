@@ -171,8 +171,14 @@ def test_a_small_job_runs_in_one_process_unless_workers_are_asked_for(tmp_path, 
     assert not balance.small_job([bikes])
 
 
-def test_a_one_file_run_uses_one_process(tmp_path, caplog):
+def test_a_one_file_run_uses_one_process_and_the_command_exits_cleanly(tmp_path, caplog):
+    """The run, then the command's quick exit: it keeps main's exit code, the summary it printed,
+    and ends quietly when its reader stops early (``vidcurate stats RUN | head -1``)."""
     import logging
+    import subprocess
+    import sys
+
+    from conftest import REPO
 
     from pipeline.run import run
 
@@ -182,3 +188,15 @@ def test_a_one_file_run_uses_one_process(tmp_path, caplog):
         summary = run(str(tmp_path / "in"), str(tmp_path / "out"), Config(), no_clips=True)
     assert summary["videos"]["total"] == 1 and summary["clips"]["total"] >= 1
     assert "in one process" in caplog.text
+    cli = [sys.executable, "-m", "pipeline.cli"]
+    again = subprocess.run([*cli, "run", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")],
+                           capture_output=True, text=True, cwd=REPO)
+    assert again.returncode == 0 and '"total": 1' in again.stdout  # flushed before os._exit
+    bad = subprocess.run([*cli, "run", "--input", str(tmp_path / "in"), "--output", str(tmp_path)],
+                         capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "is inside --output" in bad.stderr
+    stats = subprocess.Popen([*cli, "stats", str(tmp_path / "out"), "--json"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, cwd=REPO)
+    stats.stdout.close()  # the reader is gone before anything is printed: the print meets EPIPE
+    err = stats.stderr.read().decode()
+    assert stats.wait() in (0, 1) and "Traceback" not in err
