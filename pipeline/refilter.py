@@ -14,7 +14,7 @@ import shutil
 
 import apache_beam as beam
 
-from pipeline import rundir
+from pipeline import balance, rundir
 from pipeline.dedup import dedup_rows
 from pipeline.filtering import collect_values
 from pipeline.media import Materialise
@@ -143,7 +143,8 @@ def refilter(run_dir: str, output: str, cfg, where: str | None = None, beam_args
             errors = (p | "OldErrors" >> beam.Create(old_errors), out["errors"]) | "AllErrors" >> beam.Flatten()
             errors | "WriteErrors" >> WriteTable(generation, ERRORS, 1)
 
-        wall = execute(generation, pipeline_options(cfg, beam_args or []), set(), build, progress_dir=output)
+        small = balance.small_job(sorted({r.source for r in rows}))  # one process for a few short sources
+        wall = execute(generation, pipeline_options(cfg, beam_args or [], small=small), set(), build, progress_dir=output)
         summary = summarize(generation, cfg, ["filter"], wall, n_videos, False)
         summary["source_stages"] = stages
         summary["filtered_from"] = run_dir
