@@ -204,6 +204,23 @@ def set_codec(shared_dir: str, codec: str) -> list[str]:
     return [str(dst)]
 
 
+def input_sets(videos: str, names: str) -> dict[str, list[str]]:
+    """The files of each named set (comma-separated; ``codecs`` is one set per codec), built
+    into the cache on first use. Raises SystemExit when ``videos`` holds no video."""
+    shared = sorted(str(p) for p in Path(videos).iterdir() if p.suffix in VIDEO_EXT)
+    if not shared:
+        raise SystemExit(f"no videos in {videos}")
+    builders = {"shared": lambda: shared, "360p": lambda: set_360p(shared), "1080p": lambda: set_1080p(videos),
+                "one": lambda: [str(Path(videos) / "carphone_distorted_qcif.mp4")]}
+    for codec in CODECS:
+        builders[codec] = lambda codec=codec: set_codec(videos, codec)
+    chosen = [n for name in names.split(",") for n in (CODECS if name == "codecs" else [name])]
+    unknown = [n for n in chosen if n not in builders]
+    if unknown:
+        raise SystemExit(f"unknown set(s) {', '.join(unknown)}; known: {', '.join(builders)}, codecs")
+    return {name: builders[name]() for name in chosen}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", default=str(REPO.parent / "shared" / "videos"))
@@ -213,16 +230,7 @@ def main() -> int:
     if not shutil.which("ffmpeg"):
         print("the ffmpeg command is needed (decode floor and composites): apt-get install ffmpeg", file=sys.stderr)
         return 1
-    shared = sorted(str(p) for p in Path(args.videos).iterdir() if p.suffix in VIDEO_EXT)
-    if not shared:
-        print(f"no videos in {args.videos}", file=sys.stderr)
-        return 1
-    builders = {"shared": lambda: shared, "360p": lambda: set_360p(shared), "1080p": lambda: set_1080p(args.videos),
-                "one": lambda: [str(Path(args.videos) / "carphone_distorted_qcif.mp4")]}
-    for codec in CODECS:
-        builders[codec] = lambda codec=codec: set_codec(args.videos, codec)
-    names = [n for name in args.sets.split(",") for n in (CODECS if name == "codecs" else [name])]
-    sets = {name: builders[name]() for name in names}
+    sets = input_sets(args.videos, args.sets)
     dirs, cases, cpu = {}, {}, {}
     for name, files in sets.items():
         d = tempfile.mkdtemp(prefix=f"vidcurate-bench-{name}-")

@@ -88,10 +88,7 @@ def main() -> int:
     args = ap.parse_args()
     cv2.setNumThreads(1)
     av.logging.set_level(av.logging.PANIC)  # NONREF/BIDIR make the decoder complain of missing references
-    shared = sorted(str(p) for p in Path(args.videos).iterdir() if p.suffix in bench_analysis.VIDEO_EXT)
-    builders = {"shared": lambda: shared, "360p": lambda: bench_analysis.set_360p(shared),
-                "1080p": lambda: bench_analysis.set_1080p(args.videos)}
-    sets = {name: builders[name]() for name in args.sets.split(",")}
+    sets = bench_analysis.input_sets(args.videos, args.sets)
     runs: dict[tuple[str, str], list[float]] = {}
     frames: dict[tuple[str, str], int] = {}
     for r in range(args.repeat):

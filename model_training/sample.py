@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 
 import numpy as np
 import torch
@@ -105,8 +106,7 @@ class Sampler:
         """One DDIM run over ``frames`` frames: (1, frames, C, h, w) latents. With ``given`` (the
         same shape) and ``mask`` (1, frames), the given frames are the model's context (with
         classifier-free guidance on it) and come back unchanged in the result."""
-        h, w = self.size
-        shape = (1, frames, self.cfg.model.latent_channels, h // self.ae.downsample, w // self.ae.downsample)
+        shape = (1, frames, *self._latent_shape())
         context = ctxlib.context_of(given, mask) if given is not None else None
         empty = torch.zeros_like(self.text)
 
@@ -157,10 +157,7 @@ class Sampler:
         two frames, each pair the first and last frame of a window the model fills."""
         if factor <= 1:
             return z
-        if not self.cfg.model.context_frames or factor not in self.cfg.context.gaps:
-            raise ValueError(f"--interpolate {factor} needs a checkpoint trained with model.context_frames: true and "
-                             f"{factor} in context.gaps (this one: context_frames={self.cfg.model.context_frames}, "
-                             f"gaps={list(self.cfg.context.gaps)})")
+        self.check_interpolate(factor)
         pieces = [z[:, :1]]
         mask = torch.zeros(1, factor + 1)
         mask[:, 0] = mask[:, -1] = 1.0
@@ -169,6 +166,13 @@ class Sampler:
             given[:, 0], given[:, -1] = z[:, i], z[:, i + 1]
             pieces.append(self.window(factor + 1, seed + 10_000 + i, given, mask)[:, 1:])
         return torch.cat(pieces, 1)
+
+    def check_interpolate(self, factor: int) -> None:
+        """A clear error when this checkpoint cannot interpolate by ``factor`` (before any sampling)."""
+        if factor > 1 and (not self.cfg.model.context_frames or factor not in self.cfg.context.gaps):
+            raise ValueError(f"--interpolate {factor} needs a checkpoint trained with model.context_frames: true and "
+                             f"{factor} in context.gaps (this one: context_frames={self.cfg.model.context_frames}, "
+                             f"gaps={list(self.cfg.context.gaps)})")
 
     def _latent_shape(self) -> tuple[int, int, int]:
         h, w = self.size
@@ -212,6 +216,7 @@ def sample(checkpoint: str, prompt: str, frames: int, out: str, steps: int = 25,
     frames the sample continues (``context_count`` of them, default ``context.max_given``);
     ``interpolate``: fill ``interpolate - 1`` frames between every two (written at ``fps`` times it)."""
     s = Sampler(checkpoint, prompt, fps, motion, size, steps, guidance, context_guidance)
+    s.check_interpolate(interpolate)
     start = None
     if context:
         count = context_count or s.cfg.context.max_given
@@ -250,9 +255,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO)
     if args.frames < 1 or args.interpolate < 1:
         ap.error("--frames and --interpolate must be at least 1")
-    sample(args.checkpoint, args.prompt, args.frames, args.out, args.steps, args.guidance, args.fps, args.motion,
-           seed=args.seed, context=args.context, context_count=args.context_frames, interpolate=args.interpolate,
-           context_guidance=args.context_guidance)
+    try:
+        sample(args.checkpoint, args.prompt, args.frames, args.out, args.steps, args.guidance, args.fps, args.motion,
+               seed=args.seed, context=args.context, context_count=args.context_frames, interpolate=args.interpolate,
+               context_guidance=args.context_guidance)
+    except ValueError as exc:  # what the checkpoint cannot do, or an unusable --context video
+        print(f"vidcurate sample: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import zlib
 
 import apache_beam as beam
 
@@ -51,8 +52,6 @@ ROW_GROUP = 10_000
 
 def shard_of(row, num_shards: int) -> int:
     """A row's part file: from its first column (the row's id), the same on every run."""
-    import zlib
-
     key = getattr(row, type(row).schema.names[0])
     return zlib.crc32(str(key).encode("utf-8")) % num_shards
 

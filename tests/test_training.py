@@ -361,6 +361,17 @@ def test_context_masks_cover_the_three_modes_and_the_loss_skips_given_frames():
     assert torch.allclose(masked_mse(out, target, None), ((out - target) ** 2).mean())
 
 
+@pytest.mark.parametrize("context, message", [({"max_given": 8}, "context.max_given"), ({"gaps": [1]}, "context.gaps"),
+                                              ({"gaps": [8]}, "context.gaps"), ({"interpolation": 1.5}, "context.interpolation")])
+def test_a_context_section_that_cannot_train_is_refused(context, message):
+    from model_training.train import load_train_config
+
+    tiny = str(Path(__file__).resolve().parents[1] / "model_training" / "configs" / "tiny.yaml")  # 8-frame clips
+    with pytest.raises(ValueError, match=message):
+        load_train_config(tiny, {"context": context})
+    load_train_config(tiny, {"context": context, "model": {"context_frames": False}})  # unused: not checked
+
+
 def test_a_fresh_context_model_ignores_its_context():
     from model_training.model import ModelConfig, VideoUNet
 
@@ -416,6 +427,9 @@ def test_context_frames_come_back_and_samples_outgrow_the_trained_length(context
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 19  # (10 - 1) * 2 + 1
     assert (tmp_path / "long.png").exists()
+    refused = tmp_path / "refused.mp4"  # a factor it was not trained for: a clear error before any sampling
+    assert main(["sample", "--checkpoint", ckpt, "--frames", "10", "--interpolate", "3", "--out", str(refused)]) == 2
+    assert not refused.exists()
 
 
 @needs_taef2
