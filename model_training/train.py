@@ -34,6 +34,7 @@ from model_training.context import ContextConfig
 from model_training.data import ClipBatches, DataConfig, collate, motion_bucket, motion_calibration, validation_set
 from model_training.diffusion import DiffusionConfig, Schedule, warn_if_mismatched
 from model_training.model import ModelConfig, VideoUNet
+from transforms import storage
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +372,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, help="override the number of steps")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    shards = sorted(glob.glob(args.shards))
+    shards = storage.glob(args.shards)
     if not shards:
         raise SystemExit(f"no shards match {args.shards!r}")
     cfg = load_train_config(args.config, {"steps": args.steps} if args.steps else None)

@@ -164,6 +164,16 @@ class RunnerConfig:
     # Named sets of Beam flags chosen with `vidcurate run --profile NAME`; flags given on the
     # command line override them. Documented in beam_config.yaml.
     profiles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Model-stage results (scores, embeddings, captions, their errors) are saved in the output
+    # store every checkpoint_clips scored clips or checkpoint_s seconds, whichever comes first,
+    # so a killed run scores again only the clips not saved yet.
+    checkpoint_clips: int = 64
+    checkpoint_s: float = 30.0
+    # Beam's shared-model options for the model stages. "auto": one copy of each model shared by
+    # all of a worker's processes (model_copies of them) when the model runs on a GPU, one per
+    # process on CPU; "always" / "never" force it.
+    share_model_across_processes: str = "auto"
+    model_copies: int = 1
 
 
 @dataclass(frozen=True)

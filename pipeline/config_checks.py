@@ -17,6 +17,7 @@ _CHOICES = {
     ("clips", "fit"): ("crop", "pad"),
     ("clips", "scaler"): ("area", "bilinear", "bicubic", "fast_bilinear", "lanczos"),
     ("runner", "direct_running_mode"): ("auto", "multi_processing", "multi_threading", "in_memory"),
+    ("runner", "share_model_across_processes"): ("auto", "always", "never"),
 }
 
 
@@ -62,6 +63,9 @@ def check_ranges(cfg) -> None:
     need(cfg.limits.max_aspect_ratio >= 1, "limits.max_aspect_ratio must be >= 1")
     need(cfg.limits.min_frames >= 2, "limits.min_frames must be >= 2")
     need(cfg.runner.direct_num_workers >= 0, "runner.direct_num_workers must be >= 0")
+    need(cfg.runner.checkpoint_clips >= 1, "runner.checkpoint_clips must be >= 1")
+    need(cfg.runner.checkpoint_s > 0, "runner.checkpoint_s must be > 0")
+    need(cfg.runner.model_copies >= 1, "runner.model_copies must be >= 1")
     need(cfg.input.remote_attempts >= 1, "input.remote_attempts must be >= 1")
     need(cfg.input.max_attempts >= 1, "input.max_attempts must be >= 1")
     need(cfg.caption.fuser.backend in ("transformers", "openai", "none"),

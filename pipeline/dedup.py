@@ -17,7 +17,7 @@ READ_COLUMNS = ["clip_id", "video_id", "keep", "dedup_thumbs", "clip_embedding",
                 "aesthetic_score", "motion_score"]
 
 
-def _keyed(entry: Entry, cfg):
+def _keyed(entry, cfg):  # (no type hint: Beam checks it against the upstream Optional[Entry])
     """entry -> (LSH key, (clip_id, video_id, reference)) for every key of its signals: only
     ids travel through the bucket shuffle (the hyperplanes are made once per worker)."""
     member = (entry.clip_id, entry.video_id, entry.reference)

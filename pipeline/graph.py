@@ -17,7 +17,7 @@ from pipeline import balance
 from pipeline.analysis import AnalyzeVideos, Resumed
 from pipeline.filtering import FilterClips, Route
 from pipeline.media import Materialise
-from pipeline.resume import staging_dir
+from pipeline.resume import scored_dir, staging_dir
 from pipeline.tables import CLIPS, ERRORS, VIDEOS, WriteTable, table_shards
 from transforms.stages import BY_NAME, MODEL_STAGES
 
@@ -40,7 +40,8 @@ def build(p: beam.Pipeline, sources: list[str], output: str, dest: str, cfg, sta
         analyzed = [s for s in stages if not BY_NAME[s].is_model]
         score_rejected = getattr(cfg, BY_NAME[models[0]].section).score_rejected
         routed = clips | "Route" >> Route(cfg, analyzed, score_rejected)
-        scored = routed["in"] | "Models" >> ScoreModels(cfg, stages, staging_dir(output, cfg) if write_media else None)
+        scored = routed["in"] | "Models" >> ScoreModels(cfg, stages, staging_dir(output, cfg) if write_media else None,
+                                                        scored_dir(output, cfg, stages) if output else None)
         clips = (routed["out"], scored["clips"]) | "AllScored" >> beam.Flatten()
         errors.append(scored["errors"])
     clips = clips | "Filter" >> FilterClips(cfg, stages)

@@ -19,7 +19,7 @@ from apache_beam.metrics import Metrics
 
 from pipeline import balance, resume
 from pipeline.tables import ERRORS
-from transforms import shards
+from transforms import shards, storage
 from transforms.rows import OUT_COLUMNS, error, rejected, shard_json
 
 
@@ -82,7 +82,7 @@ class CopyFromShardsFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(ERRORS, error(row.source, "filter", "ShardReadError", message, key))
                 yield beam.pvalue.TaggedOutput("failed", rejected(row, "write_error"))
                 continue
-            yield row, dict(files, bytes=os.path.getsize(files["mp4"]) + os.path.getsize(files["jpg"]),
+            yield row, dict(files, bytes=storage.size_of(files["mp4"]) + storage.size_of(files["jpg"]),
                             **{k: getattr(row, k) for k in OUT_COLUMNS})
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 
 import apache_beam as beam
 
@@ -21,7 +20,8 @@ from pipeline.media import Materialise
 from pipeline.options import pipeline_options
 from pipeline.run import execute, publish
 from pipeline.summary import reason_counts, summarize
-from pipeline.tables import CLIPS, ERRORS, WriteTable, read_rows, read_table, table_shards
+from pipeline.tables import CLIPS, ERRORS, WriteTable, read_rows, read_table, table_files, table_shards
+from transforms import storage
 from transforms.filters import apply_filters, percentile_columns, percentile_thresholds
 from transforms.rows import ClipRow, ErrorRow
 
@@ -43,9 +43,7 @@ def where_ids(run_dir: str, where: str) -> set[str]:
 
 def source_stages(run_dir: str) -> list[str]:
     """The stages the run being filtered computed (from its summary.json)."""
-    path = os.path.join(rundir.resolve(run_dir), "summary.json")
-    with open(path, encoding="utf-8") as fh:
-        summary = json.load(fh)
+    summary = json.loads(storage.read_bytes(os.path.join(rundir.resolve(run_dir), "summary.json")))
     return list(summary.get("source_stages") or summary.get("stages") or [])
 
 
@@ -60,8 +58,7 @@ def with_run_media(run_dir: str, cfg):
 
     path = os.path.join(rundir.resolve(run_dir), "summary.json")
     try:
-        with open(path) as f:
-            ran = config_from_dict(json.load(f)["config"], migrate=True).to_dict()
+        ran = config_from_dict(json.loads(storage.read_bytes(path))["config"], migrate=True).to_dict()
     except (OSError, KeyError, ValueError):
         return cfg  # an old or partial run: the defaults
     default, data = load_config(None, []).to_dict(), cfg.to_dict()
@@ -121,7 +118,7 @@ def dry_run(run_dir: str, cfg, where: str | None = None) -> dict:
 def refilter(run_dir: str, output: str, cfg, where: str | None = None, beam_args: list[str] | None = None) -> dict:
     """Write the re-filtered run to ``output`` (a new run directory, or an earlier filter
     output: its previous generation stays readable until the new one is complete)."""
-    run_dir, output = os.path.abspath(run_dir), os.path.abspath(output)
+    run_dir, output = storage.absolute(run_dir), storage.absolute(output)
     if rundir.inside(output, run_dir) or rundir.inside(run_dir, output):
         raise ValueError("--output must be a new directory outside the run being filtered (and not containing it)")
     gen_in = rundir.resolve(run_dir)
@@ -130,7 +127,8 @@ def refilter(run_dir: str, output: str, cfg, where: str | None = None, beam_args
     rundir.claim(output)
     with rundir.locked(output):
         generation = rundir.new_generation(output)
-        shutil.copytree(os.path.join(gen_in, "videos"), os.path.join(generation, "videos"))
+        for part in table_files(os.path.join(gen_in, "videos")):  # the videos table as it is
+            storage.put_bytes(os.path.join(generation, "videos", os.path.basename(part)), storage.read_bytes(part))
         old_errors = [ErrorRow.from_dict(e) for e in read_rows(gen_in, ERRORS)]
         old_shards = os.path.join(gen_in, "shards")
         log.info("vidcurate filter: %d clips, %d kept -> %s", len(rows), sum(r.keep for r in rows), output)

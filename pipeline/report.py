@@ -17,6 +17,7 @@ import numpy as np
 from pipeline.stats import stats
 from pipeline.tables import read_table
 from pipeline.thumbnails import thumbnail
+from transforms import storage
 from transforms.filters import reason_column
 from transforms.stages import STAGES, labelled_columns
 
@@ -173,16 +174,15 @@ def build_report(run_dir: str, samples_per_score: bool = True) -> str:
     errors = read_table(run_dir, "errors")
     errors = errors.to_pylist() if errors is not None else []
     summary = None
-    if os.path.exists(os.path.join(run_dir, "summary.json")):
-        with open(os.path.join(run_dir, "summary.json"), encoding="utf-8") as fh:
-            summary = json.load(fh)
+    if storage.isfile(os.path.join(run_dir, "summary.json")):
+        summary = json.loads(storage.read_bytes(os.path.join(run_dir, "summary.json")))
     v, c = s["videos"], s["clips"]
     cards = [("videos", v["total"]), ("videos failed", v["error"]), ("hours in", f"{v['hours']:.2f}"),
              ("clips", c["total"]), ("clips kept", c["kept"]), ("hours kept", f"{c['hours_kept']:.2f}"),
              ("shards", c["shards"])]
     out = [f"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content='width=device-width,initial-scale=1'>"
-           f"<title>vidcurate report: {_esc(os.path.basename(os.path.abspath(run_dir)))}</title><style>{CSS}</style></head><body>",
-           f"<header><h1>vidcurate report</h1><p>{_esc(os.path.abspath(run_dir))}</p></header><main>",
+           f"<title>vidcurate report: {_esc(os.path.basename(storage.absolute(run_dir)))}</title><style>{CSS}</style></head><body>",
+           f"<header><h1>vidcurate report</h1><p>{_esc(storage.absolute(run_dir))}</p></header><main>",
            "<div class=cards>" + "".join(f"<div class=card><div class=k>{_esc(k)}</div><div class=v>{_esc(x)}</div></div>" for k, x in cards) + "</div>"]
     out.append(f"<section><h2>Filter funnel</h2><p class=muted>Light bar: clips the filter rejects; dark: clips only it rejects.</p>{funnel_svg(s['funnel'], c['total'])}</section>")
     charts = []
@@ -244,9 +244,5 @@ def build_report(run_dir: str, samples_per_score: bool = True) -> str:
 
 
 def write_report(run_dir: str, path: str) -> str:
-    text = build_report(run_dir)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    storage.put_bytes(path, build_report(run_dir).encode("utf-8"))
     return path

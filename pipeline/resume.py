@@ -21,13 +21,16 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 
+from transforms import storage
 from transforms.rows import ClipRow, ErrorRow, VideoRow
-from transforms.storage import atomic_write_bytes, local_path
+from transforms.storage import local_path
 
 ANALYSIS_DIR = "_analysis"
 STAGING_DIR = "_staging"
+SCORED_DIR = "_scored"
 
 
 def _digest(obj) -> str:
@@ -61,6 +64,57 @@ def staging_dir(output: str, cfg) -> str:
     return os.path.join(output, STAGING_DIR, media_key(cfg))
 
 
+def model_key(cfg, stages) -> str:
+    """Everything a clip's model-stage results depend on: the analysis (its spans and cheap
+    scores), the model stages and their settings, and the filters (they route clips between
+    model stages). Not the runner, nor how clips are written."""
+    d = cfg.to_dict()
+    return _digest({"analysis": analysis_key(cfg, stages), "stages": list(stages),
+                    **{k: v for k, v in d.items() if k not in ("runner", "write", "clips", "input")}})
+
+
+def scored_dir(output: str, cfg, stages) -> str:
+    """Where the model stages' checkpoints of this run's settings go: ``_scored/<model key>/``."""
+    return os.path.join(output, SCORED_DIR, model_key(cfg, stages))
+
+
+CHECKPOINT_NAME = re.compile(r"[0-9a-f]{16}_[0-9]{7,}_[0-9]{7,}-[0-9a-f]{8}\.json")
+
+
+def write_scored(directory: str, items: list) -> str:
+    """One checkpoint: ``[(clip row, [error rows])]`` of scored clips, written once under a new
+    name (a retried bundle writes another file; readers keep one copy of each clip)."""
+    from pipeline.rundir import check_clip_id
+
+    name = f"{check_clip_id(items[0][0].clip_id)}-{os.urandom(4).hex()}.json"
+    data = [{"row": row.to_dict(), "errors": [e.to_dict() for e in errors]} for row, errors in items]
+    path = os.path.join(directory, name)
+    storage.put_bytes(path, json.dumps(data, default=_to_json).encode())
+    return path
+
+
+def checkpoint_files(directory: str) -> list[str]:
+    """The checkpoints in ``directory`` (names vidcurate writes only)."""
+    return [os.path.join(directory, n) for n in storage.listdir(directory) if CHECKPOINT_NAME.fullmatch(n)]
+
+
+def read_scored(path: str) -> list:
+    """A checkpoint back as ``[(clip row, [error rows])]``; an unreadable one as nothing (its
+    clips are scored again)."""
+    from pipeline.rundir import check_clip_id
+
+    try:
+        data = json.loads(storage.read_bytes(path), object_hook=_from_json)
+        out = []
+        for item in data:
+            row = ClipRow.from_dict(item["row"], strict=False)
+            check_clip_id(row.clip_id)
+            out.append((row, [ErrorRow.from_dict(e, strict=False) for e in item["errors"]]))
+        return out
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 def fingerprint(source: str) -> str | None:
     """What identifies this version of the source's content without reading it: size and
     modification time locally; ETag, generation or mtime plus size on object stores."""
@@ -72,9 +126,7 @@ def fingerprint(source: str) -> str | None:
             return None
         return f"{st.st_size}:{st.st_mtime_ns}"
     try:
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(source)
+        fs, path = storage._fs(source)
         info = fs.info(path)
     except Exception:  # noqa: BLE001 - unreachable now: the analysis reports why
         return None
@@ -97,8 +149,7 @@ def _from_json(obj: dict):
 
 def _read(path: str) -> dict | None:
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh, object_hook=_from_json)
+        return json.loads(storage.read_bytes(path), object_hook=_from_json)
     except (OSError, ValueError):
         return None  # missing or unreadable: analyze again
 
@@ -128,7 +179,7 @@ def finish(output: str | None, key: str, video, clips: list, error) -> dict:
     if output:
         data = {"key": key, "fingerprint": stamp, "attempts": attempts, "video": record["video"].to_dict(),
                 "clips": [c.to_dict() for c in clips], "error": error.to_dict() if error else None}
-        atomic_write_bytes(path, json.dumps(data, default=_to_json).encode())
+        storage.put_bytes(path, json.dumps(data, default=_to_json).encode())
     return record
 
 
@@ -144,9 +195,7 @@ def load_records(output: str, key: str, sources, max_attempts: int = 3) -> dict[
     settings from the same content: successes, and failures that used up ``max_attempts``."""
     directory = os.path.join(output, ANALYSIS_DIR)
     out = {}
-    if not os.path.isdir(directory):
-        return out
-    for name in os.listdir(directory):
+    for name in storage.listdir(directory):
         vid = name[: -len(".json")]
         if not name.endswith(".json") or vid not in sources:
             continue
@@ -162,8 +211,12 @@ def load_records(output: str, key: str, sources, max_attempts: int = 3) -> dict[
 
 
 def clean_stale(output: str) -> int:
-    """Remove temp files and Beam temp directories left by a killed run; returns how many."""
+    """Remove temp files and Beam temp directories left by a killed run; returns how many.
+    (On an object store nothing is written under a temp name: there is nothing to remove.)"""
     removed = 0
+    if not storage.is_local(output):
+        return 0
+    output = local_path(output)
     for root, dirs, files in os.walk(output):
         for d in list(dirs):
             if d.startswith("beam-temp-") or d.startswith(".temp-beam"):

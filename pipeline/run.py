@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 
 import apache_beam as beam
@@ -16,8 +15,9 @@ from pipeline.inputs import expand_inputs
 from pipeline.options import pipeline_options
 from pipeline.progress import Progress, worker_output_to
 from pipeline.summary import summarize, write_summary
+from transforms import storage
 from transforms.rows import video_id_for
-from transforms.stages import parse_stages, preflight
+from transforms.stages import BY_NAME, parse_stages, preflight
 from transforms.storage import local_path
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,7 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
         raise ValueError("dedup.use includes clip: add the clip stage to --stages (its embeddings are compared)")
     if cfg.dedup.against and "dedup" not in stage_list:
         raise ValueError("--dedup-against needs the dedup stage: add it to --stages, e.g. --stages probe,cuts,motion,dedup")
-    if local_path(output) is None:
-        raise ValueError(f"--output {output}: writing to URLs is not supported yet; use a local or mounted "
-                         "directory every worker can write (e.g. a gcsfuse or mountpoint-s3 mount)")
-    output = os.path.abspath(local_path(output))
+    output = os.path.abspath(local_path(output)) if local_path(output) is not None else output.rstrip("/")
     if local_path(input_spec) is not None and rundir.inside(local_path(input_spec), output):
         raise ValueError(f"--input {input_spec} is inside --output {output}; vidcurate writes its clips there. "
                          "Give an output directory outside the inputs, e.g. a sibling folder")
@@ -61,13 +58,12 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
         key = resume.run_key(sources, cfg, no_clips, stage_list)
         ids = {video_id_for(s): s for s in sources}
         if force:
-            for table in (resume.ANALYSIS_DIR, resume.STAGING_DIR):
-                shutil.rmtree(os.path.join(output, table), ignore_errors=True)
+            for table in (resume.ANALYSIS_DIR, resume.STAGING_DIR, resume.SCORED_DIR):
+                storage.rmtree(os.path.join(output, table))
         done = resume.load_records(output, resume.analysis_key(cfg, stage_list), ids, cfg.input.max_attempts)
         finished = rundir.current(output)
         if finished and not force and len(done) == len(ids):
-            with open(os.path.join(finished, "summary.json"), encoding="utf-8") as fh:
-                previous = json.load(fh)
+            previous = json.loads(storage.read_bytes(os.path.join(finished, "summary.json")))
             if previous.get("run_key") == key:
                 log.info("vidcurate: %s already holds this finished run (same inputs, content and config); "
                          "use --force to redo it", output)
@@ -83,7 +79,8 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
                  f"; resuming: {len(done)} already analyzed, {stale} stale temp file(s) removed" if done or stale else "",
                  "; in one process (no worker processes)" if one else "")
         workers = balance.local_workers(options)
-        wall = execute(generation, options, set(ids), progress_dir=output,
+        counted: dict[str, int] = {}
+        wall = execute(generation, options, set(ids), progress_dir=output, counters_out=counted,
                        build=lambda p: graph.build(p, todo, output, generation, cfg, stage_list,
                                                    write_media=not no_clips, done=list(done.values()),
                                                    workers=workers))
@@ -93,20 +90,40 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
         summary["inputs_listed"] = len(listed)
         summary["inputs_duplicate"] = duplicates
         summary["inputs_inside_output"] = len(inside)
+        if any(BY_NAME[s].is_model for s in stage_list):
+            summary["model_clips"] = {"scored": counted.get("model_clips_read", 0),
+                                      "from_checkpoints": counted.get("model_clips_reused", 0)}
         return publish(output, generation, summary)
 
 
 def execute(generation: str, options: PipelineOptions, video_ids: set[str], build,
-            progress_dir: str | None = None) -> float:
+            progress_dir: str | None = None, counters_out: dict | None = None) -> float:
     """Run ``build(pipeline)`` with worker output in ``<generation>/logs/beam.log`` and a
     progress bar over the completion records of ``video_ids`` (under ``progress_dir``).
-    Returns the wall time."""
+    Returns the wall time; ``counters_out`` receives the run's vidcurate counters."""
     t0 = time.time()
     progress = Progress(os.path.join(progress_dir or generation, resume.ANALYSIS_DIR), video_ids)
     with worker_output_to(os.path.join(generation, "logs", "beam.log")) as stderr, progress.to(stderr):
-        with beam.Pipeline(options=options) as p:
-            build(p)
+        p = beam.Pipeline(options=options)
+        build(p)
+        result = p.run()
+        result.wait_until_finish()
+    if counters_out is not None:
+        counters_out.update(counters(result))
     return time.time() - t0
+
+
+def counters(result) -> dict[str, int]:
+    """The committed vidcurate counters of a finished pipeline (empty when the runner has none)."""
+    try:
+        found = result.metrics().query()["counters"]
+    except Exception:  # noqa: BLE001 - metrics are informational; some runners do not report them
+        return {}
+    out: dict[str, int] = {}
+    for c in found:
+        if c.key.metric.namespace == "vidcurate":
+            out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(c.committed or 0)
+    return out
 
 
 def publish(output: str, generation: str, summary: dict) -> dict:
@@ -114,7 +131,7 @@ def publish(output: str, generation: str, summary: dict) -> dict:
     mark), then the switch of the run directory to it, then staged media go."""
     write_summary(generation, summary)
     rundir.switch(output, generation)
-    shutil.rmtree(os.path.join(output, resume.STAGING_DIR), ignore_errors=True)
+    storage.rmtree(os.path.join(output, resume.STAGING_DIR))
     return summary
 
 

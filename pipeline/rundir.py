@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
-import shutil
 import time
+
+from transforms import storage
+
+log = logging.getLogger(__name__)
 
 MARKER = ".vidcurate-run"
 POINTER = "CURRENT"
@@ -63,21 +67,35 @@ def check_shard_name(value) -> str:
 
 
 def is_run(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, MARKER))
+    return storage.isfile(os.path.join(path, MARKER))
 
 
 def claim(output: str) -> None:
     """Make ``output`` a run directory, or check that it is one. Refuses a non-empty directory
-    vidcurate did not create (its files are the user's), and a file."""
-    if os.path.exists(output) and not os.path.isdir(output):
+    vidcurate did not create (its files are the user's), and a file. An object store that
+    cannot be reached or written says so, with what to check."""
+    if storage.is_local(output):
+        return _claim(output)
+    try:
+        return _claim(output)
+    except RunDirError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - credentials, endpoint, bucket: many error types
+        raise RunDirError(f"cannot use --output {output}: {type(exc).__name__}: {exc}. Check the bucket exists and "
+                          "the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile, AWS_ENDPOINT_URL for "
+                          "an S3-compatible store; Google application default credentials for gs://)") from None
+
+
+def _claim(output: str) -> None:
+    if storage.isfile(output):
         raise RunDirError(f"--output {output} is a file; give a new or empty directory")
-    if os.path.isdir(output) and not is_run(output):
-        if os.listdir(output):
+    if not is_run(output):
+        if storage.listdir(output):
             raise RunDirError(
                 f"--output {output} is not empty and was not created by vidcurate (no {MARKER} file); "
                 "vidcurate never writes into or deletes other files. Give a new or empty directory, "
                 f"e.g. --output {os.path.join(output, 'vidcurate-run')}")
-    os.makedirs(output, exist_ok=True)
+    storage.makedirs(output)
     if not is_run(output):
         _write_small(os.path.join(output, MARKER), json.dumps({"created_by": "vidcurate", "layout": 2,
                                                                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
@@ -87,9 +105,15 @@ def claim(output: str) -> None:
 @contextlib.contextmanager
 def locked(output: str):
     """Hold the run directory for one vidcurate process at a time (an advisory lock on the
-    marker; the kernel releases it when the process dies, kill -9 included)."""
+    marker; the kernel releases it when the process dies, kill -9 included). Object stores
+    have no locks: there one process per output is the user's rule, not enforced."""
     import fcntl
 
+    if not storage.is_local(output):
+        log.debug("vidcurate: %s is on an object store: not locked", output)
+        yield
+        return
+    output = storage.local_path(output)
     with open(os.path.join(output, MARKER), "rb") as fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -103,6 +127,9 @@ def locked(output: str):
 
 
 def inside(path: str, directory: str) -> bool:
+    if not (storage.is_local(path) and storage.is_local(directory)):
+        return path.rstrip("/") == directory.rstrip("/") or path.startswith(directory.rstrip("/") + "/")
+    path, directory = storage.local_path(path), storage.local_path(directory)
     path, directory = os.path.realpath(path), os.path.realpath(directory)
     return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
@@ -112,14 +139,16 @@ def current(run_dir: str) -> str | None:
     Accepts a generation directory itself and the older layout with tables at the top."""
     run_dir = run_dir.removeprefix("file://")
     pointer = os.path.join(run_dir, POINTER)
-    if os.path.isfile(pointer):
-        with open(pointer, encoding="utf-8") as fh:
-            name = fh.read().strip()
+    try:
+        name = storage.read_bytes(pointer).decode("utf-8", "replace").strip()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        name = None
+    if name is not None:
         if not GEN_NAME.fullmatch(name):
             raise RunDirError(f"{pointer} names {name!r}, not a generation vidcurate writes")
         gen = os.path.join(run_dir, name)
-        return gen if os.path.isfile(os.path.join(gen, "summary.json")) else None
-    if os.path.isfile(os.path.join(run_dir, "summary.json")):
+        return gen if storage.isfile(os.path.join(gen, "summary.json")) else None
+    if storage.isfile(os.path.join(run_dir, "summary.json")):
         return run_dir  # a generation directory, or a run written before generations
     return None
 
@@ -128,7 +157,7 @@ def resolve(run_dir: str) -> str:
     """Like :func:`current` but for reading: an error saying what to do when nothing is finished."""
     gen = current(run_dir)
     if gen is None:
-        if not os.path.isdir(run_dir):
+        if not storage.isdir(run_dir):
             raise RunDirError(f"{run_dir} does not exist")
         raise RunDirError(f"{run_dir} holds no finished vidcurate run (no {POINTER} pointer or summary.json); "
                           "run `vidcurate run` on it first, or let an interrupted run finish by re-running it")
@@ -139,13 +168,13 @@ def new_generation(output: str) -> str:
     """Create a fresh generation directory and return its path. Unfinished generations of
     killed runs (vidcurate's own, never the current one) are removed first."""
     keep = current(output)
-    for name in os.listdir(output):
+    for name in storage.listdir(output):
         path = os.path.join(output, name)
-        if GEN_NAME.fullmatch(name) and path != keep and os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
+        if GEN_NAME.fullmatch(name) and path != keep:
+            storage.rmtree(path)
     name = f"{GEN_PREFIX}{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.urandom(3).hex()}"
     path = os.path.join(output, name)
-    os.makedirs(path)
+    storage.makedirs(path)
     return path
 
 
@@ -153,9 +182,18 @@ def switch(output: str, generation: str) -> None:
     """Make ``generation`` (complete: its summary.json exists) the current one, then remove the
     older generations. The pointer is written last and atomically."""
     name = os.path.basename(generation)
-    if not os.path.isfile(os.path.join(generation, "summary.json")):
+    if not storage.isfile(os.path.join(generation, "summary.json")):
         raise RunDirError(f"{generation} is not complete; not switching to it")
     _write_small(os.path.join(output, POINTER), name + "\n")
+    if storage.is_local(output):
+        _link(storage.local_path(output), name)
+    for other in storage.listdir(output):
+        if GEN_NAME.fullmatch(other) and other != name:
+            storage.rmtree(os.path.join(output, other))
+
+
+def _link(output: str, name: str) -> None:
+    """``current -> gen-...`` for humans and globs (local disks only)."""
     link = os.path.join(output, LINK)
     tmp = os.path.join(output, f".tmp-link-{os.urandom(3).hex()}")
     try:
@@ -167,15 +205,7 @@ def switch(output: str, generation: str) -> None:
     except OSError:  # no symlinks on this filesystem: the pointer is enough
         if os.path.lexists(tmp):
             os.remove(tmp)
-    for other in os.listdir(output):
-        if GEN_NAME.fullmatch(other) and other != name:
-            shutil.rmtree(os.path.join(output, other), ignore_errors=True)
 
 
 def _write_small(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.urandom(3).hex()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    storage.put_bytes(path, text.encode("utf-8"))

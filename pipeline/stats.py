@@ -9,6 +9,7 @@ import numpy as np
 
 from pipeline.summary import error_counts, video_counts
 from pipeline.tables import read_rows
+from transforms import storage
 from transforms.filters import reason_column
 from transforms.stages import labelled_columns, summarised_columns
 
@@ -22,12 +23,15 @@ def connect(run_dir: str):
     import duckdb
 
     from pipeline import rundir
+    from pipeline.tables import table_files
 
     run_dir = rundir.resolve(run_dir)
     con = duckdb.connect()
+    if not storage.is_local(run_dir):
+        con.register_filesystem(storage._fs(run_dir)[0])  # read through fsspec: no DuckDB extension to download
     for name in ("clips", "videos", "errors"):
         directory = os.path.join(run_dir, name)
-        if os.path.isdir(directory) and any(f.endswith(".parquet") for f in os.listdir(directory)):
+        if table_files(directory):
             path = os.path.join(directory, "*.parquet").replace("'", "''")
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
     return con

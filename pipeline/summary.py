@@ -9,6 +9,7 @@ import sys
 from importlib import metadata
 
 from pipeline.tables import read_rows
+from transforms import storage
 
 STATUSES = ("ok", "partial", "no_usable_shot", "error")
 
@@ -35,8 +36,8 @@ def error_counts(errors: list[dict]) -> dict[str, int]:
 
 
 def write_summary(output: str, summary: dict) -> dict:
-    with open(os.path.join(output, "summary.json"), "w", encoding="utf-8") as fh:
-        json.dump(summary, fh, indent=2, sort_keys=True, default=str)
+    storage.put_bytes(os.path.join(output, "summary.json"),
+                      json.dumps(summary, indent=2, sort_keys=True, default=str).encode("utf-8"))
     return summary
 
 
@@ -61,7 +62,7 @@ def summarize(output: str, cfg, stages, wall: float, n_inputs: int, no_clips: bo
     counts = video_counts(v)
     hours_in = counts["hours"]
     shards_dir = os.path.join(output, "shards")
-    shards = sorted(f for f in os.listdir(shards_dir) if f.endswith(".tar")) if os.path.isdir(shards_dir) else []
+    shards = sorted(f for f in storage.listdir(shards_dir) if f.endswith(".tar"))
     return {
         "inputs": n_inputs,
         "stages": list(stages),
@@ -77,7 +78,7 @@ def summarize(output: str, cfg, stages, wall: float, n_inputs: int, no_clips: bo
             "reject_reasons": reason_counts(r["reject_reasons"] for r in c),
         },
         "errors": {"total": len(e), "by_type": error_counts(e)},
-        "shards": {"count": len(shards), "bytes": sum(os.path.getsize(os.path.join(shards_dir, s)) for s in shards)},
+        "shards": {"count": len(shards), "bytes": sum(storage.size_of(os.path.join(shards_dir, s)) for s in shards)},
         "video_seconds_per_wall_second": round(hours_in * 3600 / wall, 3) if wall > 0 else None,
         "config": cfg.to_dict(),
         "versions": _versions(),

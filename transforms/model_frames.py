@@ -61,6 +61,7 @@ class ClipWork:
     candidates: list[dict] = field(default_factory=list)
     image_emb: np.ndarray | None = None
     failed: tuple[str, str, str] | None = None  # (step, error type, message)
+    errors: list = field(default_factory=list)  # the error rows of its failed steps so far
 
     @property
     def nbytes(self) -> int:

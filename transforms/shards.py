@@ -11,7 +11,8 @@ import os
 import re
 import shutil
 import tarfile
-import tempfile
+
+from transforms import storage
 
 
 def _info(name: str, size: int) -> tarfile.TarInfo:
@@ -35,7 +36,9 @@ class TarWriter:
     """One tar: ``with TarWriter(path) as w: w.write({"__key__": k, "mp4": ..., "json": {...}})``.
 
     Values may be bytes, str (UTF-8), dict/list (JSON) or ``{"path": file}`` to stream a file.
-    The tar is written to a temp file in the same directory, fsynced and renamed on success.
+    The tar is written to a temp file, then published under its final name on success
+    (renamed beside it locally, uploaded whole to an object store: see :mod:`transforms.storage`).
+    ``{"path": ...}`` values may be URLs too.
     """
 
     def __init__(self, path: str):
@@ -45,10 +48,8 @@ class TarWriter:
         self._tar = None
 
     def __enter__(self):
-        directory = os.path.dirname(self.path) or "."
-        os.makedirs(directory, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=directory)
-        self._fh = os.fdopen(fd, "wb")
+        self._tmp = storage.temp_beside(self.path, suffix=".tar")
+        self._fh = open(self._tmp, "wb")
         self._tar = tarfile.open(fileobj=self._fh, mode="w", format=tarfile.USTAR_FORMAT)
         return self
 
@@ -58,9 +59,12 @@ class TarWriter:
             value = sample[ext]
             name = f"{key}.{ext}"
             if isinstance(value, dict) and set(value) == {"path"}:
-                with open(value["path"], "rb") as src:
-                    size = os.fstat(src.fileno()).st_size
-                    self._tar.addfile(_info(name, size), src)
+                if storage.is_local(value["path"]):
+                    with open(storage.local_path(value["path"]), "rb") as src:
+                        self._tar.addfile(_info(name, os.fstat(src.fileno()).st_size), src)
+                else:
+                    data = storage.read_bytes(value["path"])  # one clip: small
+                    self._tar.addfile(_info(name, len(data)), io.BytesIO(data))
                 continue
             if isinstance(value, (dict, list)):
                 value = json.dumps(value, sort_keys=True, default=str).encode()
@@ -75,7 +79,7 @@ class TarWriter:
         os.fsync(self._fh.fileno())
         self._fh.close()
         if exc_type is None:
-            os.replace(self._tmp, self.path)
+            storage.put_file(self._tmp, self.path)
         else:
             os.remove(self._tmp)
         return False
@@ -150,7 +154,7 @@ def stable_bucket(key: str, buckets: int) -> int:
 def iter_members(path: str, extensions: tuple[str, ...] | None = ("mp4", "jpg")):
     """``(key, extension, file object)`` of every regular member of a tar (with one of
     ``extensions``; None: all), in tar order: the one tar reader, streaming."""
-    with tarfile.open(path) as tar:
+    with storage.open_read(path) as raw, tarfile.open(fileobj=raw, mode="r:") as tar:
         for member in tar:
             key, _, ext = member.name.partition(".")
             if member.isfile() and (extensions is None or ext in extensions):
@@ -166,10 +170,10 @@ def extract_samples(path: str, wanted: set[str], dest_for, extensions: tuple[str
     for key, ext, fh in iter_members(path, extensions):
         if key not in wanted:
             continue
-        directory = dest_for(key)
-        os.makedirs(directory, exist_ok=True)
-        target = os.path.join(directory, f"{safe_key(key)}.{ext}")
-        with open(target, "wb") as dst:
+        target = os.path.join(dest_for(key), f"{safe_key(key)}.{ext}")
+        tmp = storage.temp_beside(target)
+        with open(tmp, "wb") as dst:
             shutil.copyfileobj(fh, dst)
+        storage.put_file(tmp, target)
         out.setdefault(key, {})[ext] = target
     return out
