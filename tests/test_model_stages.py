@@ -203,6 +203,16 @@ def test_all_stages_end_to_end(tmp_path, models):
         meta = json.loads(s["json"])
         assert s["txt"].decode() == meta["caption"] and meta["aesthetic_score"] is not None
         assert "clip_embedding" not in meta and len(meta["caption_candidates"]) == 3
+    # Per-clip resume of the model stages: a re-run that changes only how shards are packed
+    # finds every scored clip in the checkpoints the first run saved (_scored/) and runs no model.
+    first = json.loads((Path(gen(tmp_path / "out")) / "summary.json").read_text())["model_clips"]
+    assert first["from_checkpoints"] == 0 and first["scored"] >= len(kept)
+    summary = run(str(d), str(tmp_path / "out"), with_changes(cfg, write={"shard_max_clips": 2}),
+                  stages="probe,cuts,motion,ocr,clip,caption", beam_args=["--direct_num_workers=2"])
+    assert summary["model_clips"] == {"scored": 0, "from_checkpoints": first["scored"]}
+    again = read_table(str(tmp_path / "out"), "clips").to_pylist()
+    assert [{k: v for k, v in c.items() if k != "shard"} for c in sorted(again, key=lambda c: c["clip_id"])] == \
+        [{k: v for k, v in c.items() if k != "shard"} for c in sorted(clips, key=lambda c: c["clip_id"])]
 
 
 @pytest.mark.slow
