@@ -161,6 +161,11 @@ class RunnerConfig:
     direct_running_mode: str = "auto"
     # 0 = one worker per core.
     direct_num_workers: int = 0
+    # Where the inputs are listed and resume is decided: "driver" (lists inputs, reads the
+    # completion records, deals work by cost: the local runner), "pipeline" (workers do it; the
+    # job graph holds only the --input string: remote runners), or "auto" (pipeline on any
+    # runner but the local ones).
+    plan_inputs: str = "auto"
     # Named sets of Beam flags chosen with `vidcurate run --profile NAME`; flags given on the
     # command line override them. Documented in beam_config.yaml.
     profiles: dict[str, tuple[str, ...]] = field(default_factory=dict)

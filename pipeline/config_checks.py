@@ -18,6 +18,7 @@ _CHOICES = {
     ("clips", "scaler"): ("area", "bilinear", "bicubic", "fast_bilinear", "lanczos"),
     ("runner", "direct_running_mode"): ("auto", "multi_processing", "multi_threading", "in_memory"),
     ("runner", "share_model_across_processes"): ("auto", "always", "never"),
+    ("runner", "plan_inputs"): ("auto", "driver", "pipeline"),
 }
 
 

@@ -199,15 +199,24 @@ def load_records(output: str, key: str, sources, max_attempts: int = 3) -> dict[
         vid = name[: -len(".json")]
         if not name.endswith(".json") or vid not in sources:
             continue
-        record = _read(os.path.join(directory, name))
-        if not record or record.get("key") != key:
-            continue
-        if record.get("fingerprint") != fingerprint(sources[vid]):
-            continue  # replaced at the same path: analyze the new content
-        if _failed(record) and int(record.get("attempts", 1)) < max_attempts:
-            continue  # failed, attempts left: retry
-        out[vid] = typed(record)
+        record = final_record(os.path.join(directory, name), key, sources[vid], max_attempts)
+        if record is not None:
+            out[vid] = record
     return out
+
+
+def final_record(path: str, key: str, source: str, max_attempts: int = 3) -> dict | None:
+    """The record at ``path`` as typed rows if it is final for ``source`` under ``key``: made
+    with the same analysis settings from the same content, a success or a failure that used
+    up ``max_attempts``; else None (analyze again)."""
+    record = _read(path)
+    if not record or record.get("key") != key:
+        return None
+    if record.get("fingerprint") != fingerprint(source):
+        return None  # replaced at the same path: analyze the new content
+    if _failed(record) and int(record.get("attempts", 1)) < max_attempts:
+        return None  # failed, attempts left: retry
+    return typed(record)
 
 
 def clean_stale(output: str) -> int:

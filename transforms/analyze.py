@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from transforms import decode
+from transforms.containers import opened
 from transforms.cuts.cascade import CutCascade, CutResult
 from transforms.errors import CorruptVideo
 from transforms.motion import MotionPair, MotionSampler, clip_motion
@@ -21,7 +22,6 @@ from transforms.pixels import displayed_size, motion_grey, scaled_size, to_bgr_g
 from transforms.rows import ClipRow, ErrorRow, VideoRow, clip_id_for, error, video_id_for
 from transforms.shape import max_clip_seconds
 from transforms.stages import DEFAULT, STAGES, frame_hooks, pair_hooks
-from transforms.storage import opened
 
 
 @dataclass

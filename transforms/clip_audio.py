@@ -9,7 +9,7 @@ import tempfile
 import av
 import numpy as np
 
-from transforms.storage import opened
+from transforms.containers import opened
 
 
 def with_audio(source: str, video_path: str, clip: dict, out_dir: str, cfg) -> str:

@@ -22,10 +22,10 @@ import av
 import numpy as np
 
 from transforms import decode, storage
+from transforms.containers import opened
 from transforms.errors import CorruptVideo
 from transforms.pixels import to_rgb_upright
 from transforms.shape import Shaper, geometry, output_fps, output_frames, resample
-from transforms.storage import opened
 
 
 def staged_clip_ok(path: str, num_frames: int) -> bool:

@@ -14,8 +14,9 @@ from fractions import Fraction
 
 import av
 
+from transforms.containers import opened
 from transforms.errors import CorruptVideo, LimitExceeded, NoVideoStream, TooShort, UnsupportedCodec
-from transforms.storage import opened, size_of
+from transforms.storage import size_of
 
 log = logging.getLogger(__name__)
 

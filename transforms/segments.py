@@ -22,6 +22,7 @@ import numpy as np
 
 from transforms import decode
 from transforms.analyze import VideoAnalysis, analyze_container, analyze_video, flow_sampler
+from transforms.containers import opened
 from transforms.cuts.base import Boundaries
 from transforms.cuts.cascade import CutCascade, CutResult, scaled_strides, timed_scenes
 from transforms.cuts.fades import merge_ranges
@@ -30,7 +31,6 @@ from transforms.motion import MotionPair
 from transforms.pixels import motion_grey, scaled_size, to_bgr_grey
 from transforms.rows import video_id_for
 from transforms.stages import DEFAULT
-from transforms.storage import opened
 
 
 @dataclass
