@@ -106,11 +106,13 @@ def counts_from_tables(output: str, cfg) -> dict:
     filter``, whose videos table is copied, not computed; and runs without counts.json)."""
     from transforms.rows import ClipRow, ErrorRow, VideoRow
 
-    acc = empty_counts()
+    acc, with_kept = empty_counts(), set()
     for kind, cls in (("videos", VideoRow), ("clips", ClipRow), ("errors", ErrorRow)):
         for r in read_rows(output, kind):
             count_row(acc, kind, cls.from_dict(r, strict=False), cfg.input.max_attempts)
-    acc["videos_with_kept"] = len({r["video_id"] for r in read_rows(output, "clips") if r["keep"]})
+            if kind == "clips" and r["keep"]:
+                with_kept.add(r["video_id"])
+    acc["videos_with_kept"] = len(with_kept)
     return acc
 
 

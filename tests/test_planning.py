@@ -4,16 +4,19 @@ whose size does not grow with the number of inputs."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import apache_beam as beam
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from conftest import EXAMPLES
 
-from pipeline import graph
+from pipeline import graph, rundir
 from pipeline.config import Config, with_changes
 from pipeline.inputs import expand_inputs
 from pipeline.run import run
+from pipeline.summary import COUNTS, counts_from_tables
 from pipeline.tables import read_table
 
 STAGES = "probe,cuts,motion"
@@ -48,6 +51,16 @@ def test_planning_in_the_pipeline_gives_the_drivers_result_and_resumes(tmp_path)
     for key in ("inputs", "videos", "clips", "errors", "shards", "inputs_listed", "inputs_duplicate"):
         assert got[key] == ref[key], key
     assert got["inputs"] == 4 and got["inputs_duplicate"] == 1 and got["inputs_listed"] == 5
+    # The summary's counts were combined in the pipeline (logs/counts.json), and they are what
+    # the tables hold.
+    for out in ("driver", "planned"):
+        gen = rundir.resolve(str(tmp_path / out))
+        combined = json.loads((tmp_path / out / os.path.basename(gen) / COUNTS).read_text())
+        from_tables = counts_from_tables(gen, Config())
+        assert set(combined) == set(from_tables)
+        for key, value in from_tables.items():
+            assert combined[key] == (pytest.approx(value) if isinstance(value, float) else value), key
+        assert combined["clips"] > 0 and combined["videos"]["error"] == 2, combined
     # Resume, decided by the join: the two good videos come from their records; the two failed
     # ones have attempts left and are tried again.
     again = run(str(manifest), str(tmp_path / "planned"), planned_cfg, stages=STAGES)
