@@ -16,7 +16,7 @@ import traceback
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline import balance, resume
+from pipeline import balance, resume, tally
 from pipeline.tables import CLIPS, ERRORS, VIDEOS
 from transforms.rows import error, failed_video, failure_of, video_id_for
 from transforms.stages import DEFAULT
@@ -52,8 +52,8 @@ def emit(record: dict):
 
 
 class _Finishing(beam.DoFn):
-    def __init__(self, cfg, output: str | None, stages):
-        self.cfg, self.output, self.stages = cfg, output, tuple(stages)
+    def __init__(self, cfg, output: str | None, stages, progress: str | None = None):
+        self.cfg, self.output, self.stages, self.progress = cfg, output, tuple(stages), progress
         self.key = resume.analysis_key(cfg, self.stages)
         self.videos = Metrics.counter("vidcurate", "videos_analyzed")
         self.failures = Metrics.counter("vidcurate", "videos_failed")
@@ -65,15 +65,20 @@ class _Finishing(beam.DoFn):
     def finish_video(self, video, clips, err):
         (self.failures if video.status == "error" else self.videos).inc()
         self.clips.inc(len(clips))
-        yield from emit(resume.finish(self.output, self.key, video, clips, err))
+        record = resume.finish(self.output, self.key, video, clips, err)
+        tally.bump(self.progress)  # after the record: the bar never runs ahead of what is saved
+        yield from emit(record)
+
+    def finish_bundle(self):
+        tally.flush(self.progress)
 
 
 class AnalyzeOrPlanFn(_Finishing):
     """``(source, split_s)`` -> the video's outputs, or its segments (tag ``segments``) when it
     is long (see :func:`transforms.analyze.first_pass`: one open either way)."""
 
-    def __init__(self, cfg, output, stages, workers: int = 0):
-        super().__init__(cfg, output, stages)
+    def __init__(self, cfg, output, stages, workers: int = 0, progress: str | None = None):
+        super().__init__(cfg, output, stages, progress)
         self.workers = workers
         self.split = Metrics.counter("vidcurate", "videos_split_into_segments")
 
@@ -135,25 +140,28 @@ class MergeSegmentsFn(_Finishing):
 class AnalyzeVideos(beam.PTransform):
     """sources -> {"videos", "clips", "errors"} (typed rows)."""
 
-    def __init__(self, cfg, output=None, stages=DEFAULT, workers: int = 0):
+    def __init__(self, cfg, output=None, stages=DEFAULT, workers: int = 0, progress: str | None = None):
         """``stages``: the run's stages (the analysis does those it holds: motion and the stages
         built on its flow; probe and cuts always). ``workers`` > 1 (local runner): sources are ``(bucket, (source, split_s))`` planned by
         :func:`pipeline.balance.plan_work`, each bucket on one worker, and segments of long
-        videos are dealt out by cost too. Otherwise sources are plain and reshuffled."""
+        videos are dealt out by cost too. Otherwise sources are plain and reshuffled.
+        ``progress``: where workers keep their counts of finished videos (:mod:`pipeline.tally`)."""
         super().__init__()
         self.cfg, self.output, self.stages, self.workers = cfg, output, tuple(stages), workers
+        self.progress = progress
 
     def expand(self, sources):
         spread = (sources | "DealToWorkers" >> balance.DealToWorkers() if self.workers > 1
                   else sources | "SpreadOverWorkers" >> beam.Reshuffle())
         planned = (spread
-                   | "AnalyzeOrPlan" >> beam.ParDo(AnalyzeOrPlanFn(self.cfg, self.output, self.stages, self.workers))
+                   | "AnalyzeOrPlan" >> beam.ParDo(AnalyzeOrPlanFn(self.cfg, self.output, self.stages, self.workers,
+                                                                   self.progress))
                    .with_outputs(SEGMENTS, CLIPS, ERRORS, main=VIDEOS))
         merged = (planned[SEGMENTS]
                   | "SpreadSegments" >> balance.Deal(self.workers, balance.segment_cost)
                   | "AnalyzeSegments" >> beam.ParDo(AnalyzeSegmentFn(self.cfg, self.stages))
                   | "GroupSegments" >> beam.GroupByKey()
-                  | "MergeSegments" >> beam.ParDo(MergeSegmentsFn(self.cfg, self.output, self.stages))
+                  | "MergeSegments" >> beam.ParDo(MergeSegmentsFn(self.cfg, self.output, self.stages, self.progress))
                   .with_outputs(CLIPS, ERRORS, main=VIDEOS))
         return {tag: (planned[tag], merged[tag]) | f"Join{tag.title()}" >> beam.Flatten()
                 for tag in (VIDEOS, CLIPS, ERRORS)}

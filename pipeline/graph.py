@@ -11,6 +11,8 @@ Cheap filters first: only clips that pass the analysis stages' filters reach the
 
 from __future__ import annotations
 
+import os
+
 import apache_beam as beam
 
 from pipeline import balance
@@ -19,6 +21,7 @@ from pipeline.filtering import FilterClips, Route
 from pipeline.media import Materialise
 from pipeline.resume import scored_dir, staging_dir
 from pipeline.tables import CLIPS, ERRORS, VIDEOS, WriteTable, table_shards
+from pipeline.tally import TALLY
 from transforms.stages import BY_NAME, MODEL_STAGES
 
 
@@ -30,15 +33,16 @@ def build(p: beam.Pipeline, sources: list[str], output: str, dest: str, cfg, sta
     cost (:mod:`pipeline.balance`). ``spec``: instead of ``sources`` and ``done``, the --input
     string, expanded and joined with the completion records inside the pipeline
     (:mod:`pipeline.plan`)."""
+    progress = os.path.join(dest, TALLY)
     if spec is not None:
         from pipeline.plan import PLANNED_PARTS, PlanInputs
 
-        planned = p | "Plan" >> PlanInputs(spec, output, cfg, stages)
-        fresh = planned["todo"] | "Analyze" >> AnalyzeVideos(cfg, output, stages, 0)
+        planned = p | "Plan" >> PlanInputs(spec, output, cfg, stages, progress)
+        fresh = planned["todo"] | "Analyze" >> AnalyzeVideos(cfg, output, stages, 0, progress)
         resumed = planned["done"] | "Resumed" >> beam.FlatMap(emit).with_outputs(CLIPS, ERRORS, main=VIDEOS)
     else:
         work = balance.plan_work(sources, cfg, workers) if workers > 1 else sources
-        fresh = p | "Sources" >> beam.Create(work) | "Analyze" >> AnalyzeVideos(cfg, output, stages, workers)
+        fresh = p | "Sources" >> beam.Create(work) | "Analyze" >> AnalyzeVideos(cfg, output, stages, workers, progress)
         resumed = p | "Resumed" >> Resumed(list(done))
     videos, clips, errors = ((fresh[t], resumed[t]) | f"All{t.title()}" >> beam.Flatten() for t in (VIDEOS, CLIPS, ERRORS))
     errors = [errors]

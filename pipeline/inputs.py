@@ -34,7 +34,9 @@ def _open_text(path: str):
     if _is_url(path):
         import fsspec
 
-        return fsspec.open(path, "rt", encoding="utf-8").open()
+        from transforms.s3config import fs_options
+
+        return fsspec.open(path, "rt", encoding="utf-8", **fs_options(path)).open()
     return open(path, encoding="utf-8", newline="")
 
 
@@ -44,7 +46,10 @@ def read_manifest(path: str) -> list[str]:
     if lower.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        from transforms.storage import pyarrow_fs
+
+        fs, where = pyarrow_fs(path)
+        table = pq.read_table(where, filesystem=fs)
         column = next((c for c in _MANIFEST_COLUMNS if c in table.column_names), None)
         if column is None:
             raise InputError(f"manifest {path} needs one of the columns {', '.join(_MANIFEST_COLUMNS)}")
@@ -78,7 +83,9 @@ def _expand(spec: str, extensions: tuple[str, ...], recursive: bool) -> list[str
     if _is_url(spec):
         import fsspec
 
-        fs, path = fsspec.core.url_to_fs(spec)
+        from transforms.s3config import fs_options
+
+        fs, path = fsspec.core.url_to_fs(spec, **fs_options(spec))
         if any(ch in path for ch in "*?["):
             found = fs.glob(path)
         elif fs.isdir(path):

@@ -65,4 +65,13 @@ def pipeline_options(cfg, beam_args: list[str], profile: str | None = None, smal
         if "--direct_num_workers" not in given:
             workers = 1 if mode == "in_memory" else (cfg.runner.direct_num_workers or os.cpu_count() or 1)
             args.append(f"--direct_num_workers={workers}")
-    return PipelineOptions(args)
+    options = PipelineOptions(args)
+    # The driver's own reads and writes (run directory, planning, summary) see the --s3_* options
+    # as Beam's workers do, and the worker processes it starts inherit them (transforms.s3config).
+    from apache_beam.io.filesystems import FileSystems
+
+    from transforms.s3config import export_to_environment
+
+    FileSystems.set_options(options)
+    export_to_environment()
+    return options

@@ -20,7 +20,7 @@ import os
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline import resume, rundir
+from pipeline import resume, rundir, tally
 from pipeline.inputs import expand_inputs
 from transforms import storage
 from transforms.rows import video_id_for
@@ -80,9 +80,10 @@ class DecideFn(beam.DoFn):
 class PlanInputs(beam.PTransform):
     """p -> {"todo": sources to analyze, "done": final completion records (typed rows)}."""
 
-    def __init__(self, spec: str, output: str, cfg, stages):
+    def __init__(self, spec: str, output: str, cfg, stages, progress: str | None = None):
         super().__init__()
         self.spec, self.output, self.cfg, self.stages = spec, output, cfg, tuple(stages)
+        self.progress = progress  # where the number of videos to analyze goes (pipeline.tally)
 
     def expand(self, p):
         cfg = self.cfg
@@ -100,4 +101,8 @@ class PlanInputs(beam.PTransform):
                    | "JoinRecords" >> beam.CoGroupByKey()
                    | "Decide" >> beam.ParDo(DecideFn(resume.analysis_key(cfg, self.stages), cfg.input.max_attempts))
                    .with_outputs(DONE, main="todo"))
+        if self.progress:
+            _ = (decided["todo"]
+                 | "CountTodo" >> beam.combiners.Count.Globally()
+                 | "WritePlanned" >> beam.Map(tally.write_planned, self.progress))
         return {"todo": decided["todo"], "done": decided[DONE]}

@@ -1,4 +1,4 @@
-"""What a run shows while it runs: a progress bar over the videos' completion records, and
+"""What a run shows while it runs: a progress bar over the workers' counts of finished videos, and
 Beam's worker chatter kept in the generation's ``logs/beam.log`` instead of the terminal."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+from pipeline import tally
 from transforms import storage
 
 log = logging.getLogger(__name__)
@@ -49,51 +50,51 @@ def worker_output_to(path: str):
 
 
 class Progress:
-    """Counts the completion records workers write and shows a progress bar (videos done/total,
-    rate) on a terminal, or a log line every 10 s otherwise. Records on an object store are
-    listed every 10 s (one list request per page of names), local ones every second."""
+    """A progress bar (videos done/total, rate) on a terminal, or a log line every 10 s
+    otherwise, from the counts the workers keep (:mod:`pipeline.tally`): a few small files, one
+    per worker process, read every second (every 10 s on an object store). ``total``: videos to
+    analyze, or None when the inputs are listed in the pipeline (the planning step writes it)."""
 
-    def __init__(self, directory: str, video_ids: set[str]):
-        self.directory, self.ids = directory, set(video_ids)
+    def __init__(self, directory: str, total: int | None):
+        self.directory, self.total = directory, total
         self.interval = 1.0 if storage.is_local(directory) else 10.0
-        self.total = len(self.ids)
         self.stream = sys.stderr
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def count(self) -> int:
-        try:
-            return sum(1 for f in storage.listdir(self.directory) if f.endswith(".json") and f[:-5] in self.ids)
-        except Exception:  # noqa: BLE001 - a failed count only delays the bar
-            return 0
+    def count(self) -> tuple[int, int | None]:
+        done, planned = tally.read(self.directory)
+        return done, self.total if self.total is not None else planned
 
     def _loop(self):
         from tqdm import tqdm
 
-        bar = tqdm(total=self.total, initial=self.count(), unit="video", desc="analyzing", file=self.stream,
-                   disable=not self.stream.isatty())
+        bar = tqdm(total=self.total, unit="video", desc="analyzing", file=self.stream, disable=not self.stream.isatty())
         start = last_log = time.time()
-        first = logged = bar.n
+        logged = 0
         while not self._stop.wait(self.interval):
-            done = self.count()
+            done, total = self.count()
+            if total is not None and bar.total != total:
+                bar.total = total
+                bar.refresh()
             bar.update(done - bar.n)
             if bar.disable and done != logged and time.time() - last_log >= 10:
-                rate = (done - first) / (time.time() - start) * 60
-                log.info("analyzed %d/%d videos (%.1f videos/min)", done, self.total, rate)
+                rate = done / (time.time() - start) * 60
+                log.info("analyzed %d/%s videos (%.1f videos/min)", done, total if total is not None else "?", rate)
                 logged, last_log = done, time.time()
-        bar.update(self.count() - bar.n)
+        done, _ = self.count()
+        bar.update(done - bar.n)
         bar.close()
 
     @contextlib.contextmanager
     def to(self, stream):
         self.stream = stream
-        if self.total:
+        show = self.total is None or self.total > 0
+        if show:
             self._thread.start()
         try:
             yield self
         finally:
             self._stop.set()
-            if self.total:
+            if show:
                 self._thread.join(timeout=5)
-
-

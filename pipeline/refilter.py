@@ -142,7 +142,7 @@ def refilter(run_dir: str, output: str, cfg, where: str | None = None, beam_args
             errors | "WriteErrors" >> WriteTable(generation, ERRORS, 1)
 
         small = balance.small_job(sorted({r.source for r in rows}))  # one process for a few short sources
-        wall = execute(generation, pipeline_options(cfg, beam_args or [], small=small), set(), build, progress_dir=output)
+        wall = execute(generation, pipeline_options(cfg, beam_args or [], small=small), 0, build)  # no analysis: no bar
         summary = summarize(generation, cfg, ["filter"], wall, n_videos, False)
         summary["source_stages"] = stages
         summary["filtered_from"] = run_dir

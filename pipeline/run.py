@@ -15,6 +15,7 @@ from pipeline.inputs import expand_inputs
 from pipeline.options import pipeline_options
 from pipeline.progress import Progress, worker_output_to
 from pipeline.summary import summarize, write_summary
+from pipeline.tally import TALLY
 from transforms import storage
 from transforms.rows import video_id_for
 from transforms.stages import BY_NAME, parse_stages, preflight
@@ -82,7 +83,7 @@ def run(input_spec: str, output: str, cfg, stages: str | None = None, no_clips: 
                  "; in one process (no worker processes)" if one else "")
         workers = balance.local_workers(options)
         counted: dict[str, int] = {}
-        wall = execute(generation, options, set(ids), progress_dir=output, counters_out=counted,
+        wall = execute(generation, options, len(todo), counters_out=counted,
                        build=lambda p: graph.build(p, todo, output, generation, cfg, stage_list,
                                                    write_media=not no_clips, done=list(done.values()),
                                                    workers=workers))
@@ -127,7 +128,7 @@ def run_planned(input_spec: str, output: str, cfg, stage_list, no_clips: bool, b
                  input_spec, output, ",".join(stage_list), ", analysis only" if no_clips else "",
                  f"; {stale} stale temp file(s) removed" if stale else "")
         counted: dict[str, int] = {}
-        wall = execute(generation, options, set(), progress_dir=output, counters_out=counted,
+        wall = execute(generation, options, None, counters_out=counted,
                        build=lambda p: graph.build(p, [], output, generation, cfg, stage_list,
                                                    write_media=not no_clips, spec=input_spec))
         if not counted.get("inputs"):
@@ -143,13 +144,14 @@ def run_planned(input_spec: str, output: str, cfg, stage_list, no_clips: bool, b
         return publish(output, generation, summary)
 
 
-def execute(generation: str, options: PipelineOptions, video_ids: set[str], build,
-            progress_dir: str | None = None, counters_out: dict | None = None) -> float:
+def execute(generation: str, options: PipelineOptions, total: int | None, build,
+            counters_out: dict | None = None) -> float:
     """Run ``build(pipeline)`` with worker output in ``<generation>/logs/beam.log`` and a
-    progress bar over the completion records of ``video_ids`` (under ``progress_dir``).
+    progress bar over ``total`` videos to analyze (None: the pipeline's planning tells), from the
+    workers' counts (:mod:`pipeline.tally`).
     Returns the wall time; ``counters_out`` receives the run's vidcurate counters."""
     t0 = time.time()
-    progress = Progress(os.path.join(progress_dir or generation, resume.ANALYSIS_DIR), video_ids)
+    progress = Progress(os.path.join(generation, TALLY), total)
     with worker_output_to(os.path.join(generation, "logs", "beam.log")) as stderr, progress.to(stderr):
         p = beam.Pipeline(options=options)
         build(p)

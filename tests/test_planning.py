@@ -12,7 +12,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from conftest import EXAMPLES
 
-from pipeline import graph, rundir
+from pipeline import graph, rundir, tally
 from pipeline.config import Config, with_changes
 from pipeline.inputs import expand_inputs
 from pipeline.run import run
@@ -61,6 +61,9 @@ def test_planning_in_the_pipeline_gives_the_drivers_result_and_resumes(tmp_path)
         for key, value in from_tables.items():
             assert combined[key] == (pytest.approx(value) if isinstance(value, float) else value), key
         assert combined["clips"] > 0 and combined["videos"]["error"] == 2, combined
+        # The progress bar's counts: one small file per worker process, summing to the videos
+        # analyzed; with planning in the pipeline, the number planned comes from the pipeline.
+        assert tally.read(os.path.join(gen, tally.TALLY)) == (4, None if out == "driver" else 4)
     # Resume, decided by the join: the two good videos come from their records; the two failed
     # ones have attempts left and are tried again.
     again = run(str(manifest), str(tmp_path / "planned"), planned_cfg, stages=STAGES)
@@ -68,6 +71,7 @@ def test_planning_in_the_pipeline_gives_the_drivers_result_and_resumes(tmp_path)
     after = tables(str(tmp_path / "planned"))
     assert after["clips"] == want["clips"]
     assert sorted(v["attempts"] for v in after["videos"]) == [1, 1, 2, 2]
+    assert tally.read(os.path.join(rundir.resolve(str(tmp_path / "planned")), tally.TALLY)) == (2, 2)
 
 
 def _graph_bytes(tmp_path, folder: str, n: int, planned: bool) -> int:
@@ -92,3 +96,23 @@ def test_the_planned_job_graph_does_not_grow_with_the_inputs(tmp_path):
     assert abs(small - large) < 1_000
     # The driver's planning embeds the source list (compressed by Beam): the graph grows with it.
     assert _graph_bytes(tmp_path, "c", 50_000, False) > _graph_bytes(tmp_path, "d", 1_000, False) + 100_000
+
+
+def test_the_progress_counts_cost_one_file_per_worker_process(tmp_path, monkeypatch):
+    """What the bar reads: a count per process (not a file per video), written when due and at
+    the end of a bundle; a new process (a fork) gets a file of its own."""
+    d = str(tmp_path / "progress")
+    monkeypatch.setattr(tally, "_counts", {})
+    for _ in range(250):
+        tally.bump(d)
+    tally.flush(d)
+    assert tally.read(d) == (250, None)
+    assert len(os.listdir(d)) == 1
+    monkeypatch.setattr(tally, "_process", {})  # as after a fork: another process's file
+    monkeypatch.setattr(tally, "_counts", {})
+    tally.bump(d, 5)
+    tally.flush(d)
+    tally.write_planned(300, d)
+    assert tally.read(d) == (255, 300) and len(os.listdir(d)) == 3
+    tally.flush(None)
+    tally.bump(None)  # no directory (a run without an output): nothing to count

@@ -323,6 +323,44 @@ def test_plain_http_endpoints_elsewhere_are_refused(monkeypatch):
     storage.check_endpoint("http://minio.example.org:9000")
 
 
+def test_beams_s3_options_reach_our_storage_and_the_workers_we_start(monkeypatch):
+    """--s3_endpoint_url and friends (Beam's S3Options) configure vidcurate's S3 access as they
+    configure Beam's: on the driver, on workers Beam boots with the options, and, through the
+    environment, on the local runner's worker processes (which Beam starts without them)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipeline.options import pipeline_options
+    from transforms import s3config, storage
+    from transforms.errors import UnreadableInput
+
+    for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(k, "")  # so that what pipeline_options exports is undone after the test
+        monkeypatch.delenv(k)
+    monkeypatch.setattr(FileSystems, "_pipeline_options", None)
+    assert s3config.fs_options("s3://b/k") == {} and s3config.fs_options("/local/path") == {}
+    pipeline_options(Config(), ["--s3_endpoint_url=https://minio.example.org:9000", "--s3_region_name=eu-west-3",
+                                "--s3_verify=false", "--s3_access_key_id=AKID"])
+    assert s3config.fs_options("s3://bucket/run") == {
+        "endpoint_url": "https://minio.example.org:9000", "key": "AKID",
+        "client_kwargs": {"region_name": "eu-west-3", "verify": False}}
+    assert s3config.fs_options("gs://bucket/run") == {}
+    assert os.environ["AWS_ENDPOINT_URL_S3"] == "https://minio.example.org:9000"  # for the workers we start
+    assert os.environ["AWS_ACCESS_KEY_ID"] == "AKID"
+    # The environment's endpoint is passed explicitly, so fsspec's cache of filesystems (one per
+    # set of arguments) never answers with a client bound to an endpoint set earlier.
+    monkeypatch.setattr(FileSystems, "_pipeline_options", None)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")  # exported above
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
+    assert s3config.fs_options("s3://bucket/run") == {"endpoint_url": "http://127.0.0.1:9000"}
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9001")  # the S3-specific one wins
+    assert storage._fs("s3://bucket/run")[0].endpoint_url == "http://127.0.0.1:9001"
+    pipeline_options(Config(), ["--s3_endpoint_url=http://minio.example.org:9000"])
+    with pytest.raises(UnreadableInput, match="plain http"):
+        s3config.fs_options("s3://bucket/run")
+    with pytest.raises(UnreadableInput, match="plain http"):
+        storage.exists("s3://bucket/run")
+
+
 def test_long_videos_split_across_workers_equal_whole_analysis(tmp_path):
     from transforms.segments import analyze_in_segments, plan_segments
 

@@ -20,11 +20,9 @@ def open_remote(source: str, attempts: int = 3, timeout_s: float | None = 60.0):
     A missing file fails at once; anything else gets ``attempts`` tries."""
     import fsspec
 
-    from transforms.storage import check_endpoint
+    from transforms.s3config import fs_options
 
-    if source.startswith(("s3://", "s3a://")):
-        check_endpoint(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
-    options = {}
+    options = fs_options(source)
     if source.startswith(("http://", "https://")) and timeout_s:
         try:
             import aiohttp  # fsspec's HTTP backend is built on it

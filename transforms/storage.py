@@ -1,7 +1,7 @@
 """Files: the one storage layer. Local paths (plain or ``file://``) use the OS directly; anything
 else goes through fsspec (``s3://``, ``gs://``, ``az://``, ``hdfs://``, ...), with credentials and
-endpoints found the standard way (``AWS_*`` variables including ``AWS_ENDPOINT_URL``, Google
-application default credentials). Opening sources as PyAV containers: :mod:`transforms.containers`.
+endpoints found the standard way (``AWS_*`` variables including ``AWS_ENDPOINT_URL``, Beam's
+``--s3_*`` options: :mod:`transforms.s3config`; Google application default credentials). Opening sources as PyAV containers: :mod:`transforms.containers`.
 
 Writes are write-once: a final name appears whole or not at all. Locally that is a temp file
 beside it, fsynced and renamed; object stores have no rename, so a file is built in a local temp
@@ -14,7 +14,7 @@ import contextlib
 import os
 import tempfile
 
-from transforms.errors import UnreadableInput
+from transforms.s3config import check_endpoint, fs_options  # noqa: F401  (check_endpoint: re-exported)
 
 
 def local_path(source: str) -> str | None:
@@ -39,34 +39,14 @@ def _fs(url: str):
     import fsspec
 
     try:
-        fs, path = fsspec.core.url_to_fs(url)
+        fs, path = fsspec.core.url_to_fs(url, **fs_options(url))
     except ImportError as exc:
         scheme = url.split("://", 1)[0]
         extra = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}.get(scheme, "its fsspec backend")
         raise ImportError(f"{url}: install {extra} to read and write {scheme}:// URLs "
                           f"(pip install {extra}): {exc}") from None
     fs.invalidate_cache(path)  # other processes write here: never answer from a stale listing
-    if url.startswith(("s3://", "s3a://")):
-        check_endpoint(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
     return fs, path
-
-
-LOOPBACK = ("localhost", "127.0.0.1", "::1")
-
-
-def check_endpoint(endpoint: str | None) -> None:
-    """Credentials go only over https or to this machine: a plain-http endpoint elsewhere is
-    refused unless ``VIDCURATE_ALLOW_HTTP_ENDPOINT=1`` says the network is trusted."""
-    if not endpoint or not endpoint.lower().startswith("http://"):
-        return
-    from urllib.parse import urlsplit
-
-    host = (urlsplit(endpoint).hostname or "").lower()
-    if host in LOOPBACK or host.startswith("127.") or os.environ.get("VIDCURATE_ALLOW_HTTP_ENDPOINT") == "1":
-        return
-    raise UnreadableInput(f"AWS_ENDPOINT_URL {endpoint} is plain http to another host: requests signed with your "
-                          "credentials and your data would cross the network unencrypted. Use https, or set "
-                          "VIDCURATE_ALLOW_HTTP_ENDPOINT=1 if that network is trusted")
 
 
 def exists(url: str) -> bool:
