@@ -105,6 +105,70 @@ class TAEF2(Autoencoder):
         return self.decoder(z).clamp(0, 1)
 
 
+class TemporalMix(nn.Module):
+    """A residual 3D-convolution block over (time, height, width) inserted after a decoder layer
+    (Video LDM's temporal layers in the decoder). Its last convolution starts at zero, so a fresh
+    block passes its input through unchanged: the decoder starts as the image decoder."""
+
+    def __init__(self, channels: int = 64, kernel: int = 3):
+        super().__init__()
+        pad = (kernel // 2, 1, 1)
+        self.conv = nn.Conv3d(channels, channels, (kernel, 3, 3), padding=pad)
+        self.out = nn.Conv3d(channels, channels, (kernel, 3, 3), padding=pad)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x, frames: int):                      # x (B*T, C, H, W)
+        v = x.view(-1, frames, *x.shape[1:]).transpose(1, 2)    # (B, C, T, H, W)
+        v = v + self.out(torch.relu(self.conv(torch.relu(v))))
+        return v.transpose(1, 2).reshape(x.shape)
+
+
+# TAEF2 decoder layers followed by temporal mixing: after the three low-resolution blocks and after
+# each of the next two groups of blocks (1/8, 1/4 and 1/2 of the output size; the full-size block is
+# left alone, where 3D convolutions would cost most).
+TEMPORAL_AFTER = (5, 10, 15)
+
+
+class TemporalDecoder(nn.Module):
+    """The TAEF2 decoder (frozen) with :class:`TemporalMix` blocks: latents of the frames of
+    videos -> frames, each video's frames decoded together."""
+
+    def __init__(self, decoder: nn.Sequential, kernel: int = 3, after: tuple[int, ...] = TEMPORAL_AFTER):
+        super().__init__()
+        self.spatial = decoder.requires_grad_(False)
+        self.mix = nn.ModuleDict({str(i): TemporalMix(64, kernel) for i in after})
+
+    def forward(self, z, frames: int):                      # z (B*T, C, h, w) -> (B*T, 3, 8h, 8w)
+        x = z
+        for i, layer in enumerate(self.spatial):
+            x = layer(x)
+            if str(i) in self.mix:
+                x = self.mix[str(i)](x, frames)
+        return x
+
+
+class TemporalTAEF2(TAEF2):
+    """TAEF2 whose ``decode`` is the temporally aligned decoder (``stage: decoder``): the N
+    latents given to ``decode`` are the N frames of one video (as the sampler hands them over).
+    The encoder is TAEF2's own, so the latent space is unchanged."""
+
+    def __init__(self, encoder_path: str | None, decoder_path: str | None, temporal_path: str):
+        super().__init__(encoder_path, decoder_path)
+        from safetensors.torch import load_file
+
+        state = load_file(temporal_path)
+        kernel = next(v.shape[2] for k, v in state.items() if k.endswith("conv.weight"))
+        after = tuple(sorted({int(k.split(".")[0]) for k in state}))
+        self.temporal = TemporalDecoder(self.decoder, kernel, after)
+        self.temporal.mix.load_state_dict(state)
+        self.temporal.requires_grad_(False).eval()
+
+    @torch.no_grad()
+    def decode(self, z):  # (T, 32, h, w): one video -> (T, 3, 8h, 8w) in [0, 1]
+        return self.temporal(z, z.shape[0]).clamp(0, 1)
+
+
 class DiffusersAutoencoder(Autoencoder):
     """diffusers AutoencoderKL or AutoencoderTiny (a folder or hub name)."""
 
@@ -158,13 +222,24 @@ def fetch_taef2(cache_dir: str | None = None) -> str:
     return cache_dir
 
 
-
-
-def load_autoencoder(spec: str) -> Autoencoder:
-    """``taef2`` (the packaged weights, offline), ``taef2:/folder`` or ``diffusers:<folder or hub name>``."""
+def load_autoencoder(spec: str, temporal_decoder: str | None = None) -> Autoencoder:
+    """``taef2`` (the packaged weights, offline), ``taef2:/folder`` or ``diffusers:<folder or hub name>``.
+    ``temporal_decoder``: a checkpoint of ``stage: decoder`` (its folder or its
+    ``temporal.safetensors``) whose temporal layers TAEF2's decoder then uses."""
     if spec == "taef2" or spec.startswith("taef2:"):
         folder = spec.split(":", 1)[1] if ":" in spec else fetch_taef2()
-        return TAEF2(os.path.join(folder, "taef2_encoder.pth"), os.path.join(folder, "taef2_decoder.pth"))
+        paths = (os.path.join(folder, "taef2_encoder.pth"), os.path.join(folder, "taef2_decoder.pth"))
+        if temporal_decoder:
+            path = temporal_decoder
+            if os.path.isdir(path):
+                path = os.path.join(path, "temporal.safetensors")
+            if not os.path.isfile(path):
+                raise ValueError(f"temporal decoder {temporal_decoder!r}: no temporal.safetensors there "
+                                 "(give a checkpoint folder of a `stage: decoder` run)")
+            return TemporalTAEF2(*paths, path)
+        return TAEF2(*paths)
+    if temporal_decoder:
+        raise ValueError("temporal_decoder works with the taef2 autoencoder only")
     if spec.startswith("diffusers:"):
         return DiffusersAutoencoder(spec.split(":", 1)[1])
     raise ValueError(f"unknown autoencoder {spec!r}: use taef2, taef2:/folder or diffusers:<folder or hub name>")

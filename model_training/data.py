@@ -258,15 +258,17 @@ class ClipBatches:
             self.epoch, self.read, self.credit, self.done = self.epoch + 1, {}, {}, set()
 
 
-def validation_set(urls: list[str], cfg: DataConfig) -> list[dict]:
-    """The first ``val_samples`` usable clips of the last shard (sorted): held out from training."""
+def validation_set(urls: list[str], cfg: DataConfig, held_out: bool = False) -> list[dict]:
+    """The first ``val_samples`` usable clips of the last shard (sorted), which training then
+    skips; or, with ``held_out`` (shards kept apart from training), of all ``urls`` in order."""
     out = []
-    for raw in iter_tar(sorted(urls)[-1]):
-        ex = prepare(raw, cfg, 0)
-        if ex is not None:
-            out.append(ex)
-        if len(out) == cfg.val_samples:
-            break
+    for url in sorted(urls) if held_out else sorted(urls)[-1:]:
+        for raw in iter_tar(url):
+            ex = prepare(raw, cfg, 0)
+            if ex is not None:
+                out.append(ex)
+            if len(out) == cfg.val_samples:
+                return out
     return out
 
 

