@@ -30,6 +30,15 @@ def write_checkpoint(path: str, weights: dict[str, torch.nn.Module], state: dict
     os.replace(tmp, path)
 
 
+def read_checkpoint(path: str, weights: dict[str, torch.nn.Module]) -> dict:
+    """Load each module's ``<name>.safetensors`` from ``path``; returns ``state.pt``."""
+    from safetensors.torch import load_file
+
+    for name, module in weights.items():
+        module.load_state_dict(load_file(os.path.join(path, f"{name}.safetensors")))
+    return torch.load(os.path.join(path, "state.pt"), weights_only=True)
+
+
 def latest_checkpoint(out: str) -> str | None:
     found = sorted(glob.glob(os.path.join(out, "checkpoints", "step_*[0-9]")))
     return found[-1] if found else None

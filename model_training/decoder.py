@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model_training.autoencoder import TAEF2, TemporalDecoder, load_autoencoder
-from model_training.checkpoints import held_out_shards, latest_checkpoint, write_checkpoint
+from model_training.checkpoints import held_out_shards, latest_checkpoint, read_checkpoint, write_checkpoint
 from model_training.data import ClipBatches, collate, validation_set
 
 log = logging.getLogger(__name__)
@@ -99,11 +99,7 @@ def train_decoder(shards: list[str], cfg, out: str, resume: bool = False, progre
     step = 0
     ckpt = latest_checkpoint(out) if resume else None
     if ckpt:
-        from safetensors.torch import load_file
-
-        net.mix.load_state_dict(load_file(os.path.join(ckpt, "temporal.safetensors")))
-        disc.load_state_dict(load_file(os.path.join(ckpt, "discriminator.safetensors")))
-        state = torch.load(os.path.join(ckpt, "state.pt"), weights_only=True)
+        state = read_checkpoint(ckpt, {"temporal": net.mix, "discriminator": disc})
         opt.load_state_dict(state["optimizer"])
         opt_d.load_state_dict(state["optimizer_d"])
         data.load_state_dict(state["data"])

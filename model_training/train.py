@@ -30,7 +30,7 @@ import torch.nn.functional as F
 import yaml
 
 from model_training import context as ctxlib
-from model_training.checkpoints import held_out_shards, latest_checkpoint, write_checkpoint
+from model_training.checkpoints import held_out_shards, latest_checkpoint, read_checkpoint, write_checkpoint
 from model_training.context import ContextConfig
 from model_training.data import ClipBatches, DataConfig, collate, motion_bucket, motion_calibration, validation_set
 from model_training.decoder import DecoderConfig, train_decoder
@@ -221,7 +221,11 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
         if "text" in batch:
             return batch["text"]
         if not encoder_cache:
-            encoder_cache.append(TextEncoder(cfg.text, device, cfg.model.text_dim))
+            # Building a model may draw random initial weights (open_clip, unless this process has
+            # it cached already): keep that out of the training stream, so that a run resumed in a
+            # fresh process draws the same noise as one never stopped.
+            with torch.random.fork_rng(devices=[]):
+                encoder_cache.append(TextEncoder(cfg.text, device, cfg.model.text_dim))
         return encoder_cache[0](batch["captions"])
     schedule = Schedule(cfg.diffusion)
     warn_if_mismatched(cfg.backbone_prediction, cfg.diffusion)
@@ -257,11 +261,7 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
     step = 0
     ckpt = latest_checkpoint(out) if resume else None
     if ckpt:
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(os.path.join(ckpt, "model.safetensors")))
-        ema.load_state_dict(load_file(os.path.join(ckpt, "ema.safetensors")))
-        state = torch.load(os.path.join(ckpt, "state.pt"), weights_only=True)
+        state = read_checkpoint(ckpt, {"model": model, "ema": ema})
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])

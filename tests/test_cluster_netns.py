@@ -28,14 +28,14 @@ import pytest
 
 pytestmark = pytest.mark.objectstore
 
-moto_server = pytest.importorskip("moto.server", reason="moto[server] is in the dev extras")
+pytest.importorskip("moto.server", reason="moto[server] is in the dev extras")
 pytest.importorskip("s3fs", reason="s3fs is in the dev extras")
 
-from test_object_store import REPO, STAGES, VIDEOS, members, tables  # noqa: E402
+from test_object_store import CREDS as S3_CREDS  # noqa: E402
+from test_object_store import REPO, STAGES, members, start_s3, tables  # noqa: E402
 
 DRIVER = "vidcurate-driver"  # the driver's host name, as the worker's /etc/hosts knows it
-CREDS = {"AWS_ACCESS_KEY_ID": "vidcurate-test", "AWS_SECRET_ACCESS_KEY": "vidcurate-test-secret",
-         "AWS_DEFAULT_REGION": "us-east-1", "VIDCURATE_ALLOW_HTTP_ENDPOINT": "1"}  # a private veth link
+CREDS = {**S3_CREDS, "VIDCURATE_ALLOW_HTTP_ENDPOINT": "1"}  # plain http on a private veth link
 
 
 def sh(*args: str) -> None:
@@ -76,18 +76,8 @@ def worker_host():
 @pytest.fixture(scope="module")
 def s3_on_the_link(worker_host):
     """An S3 server on the host side of the link, the videos uploaded; its endpoint."""
-    import boto3
-
     _, host_ip, _ = worker_host
-    server = moto_server.ThreadedMotoServer(ip_address=host_ip, port=0, verbose=False)
-    server.start()
-    endpoint = "http://{}:{}".format(*server.get_host_and_port())
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"], aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"])
-    for bucket in ("raw-videos", "curated"):
-        client.create_bucket(Bucket=bucket)
-    for name in VIDEOS:
-        client.upload_file(str(REPO / "examples" / "videos" / name), "raw-videos", f"incoming/{name}")
+    server, endpoint, _ = start_s3(host_ip)
     try:
         yield endpoint
     finally:

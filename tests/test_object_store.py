@@ -29,27 +29,35 @@ INPUT = "s3://raw-videos/incoming/"
 VOLATILE = {"mp4", "jpg", "analysis_seconds"}
 
 
-@pytest.fixture(scope="module")
-def s3():
+CREDS = {"AWS_ACCESS_KEY_ID": "vidcurate-test", "AWS_SECRET_ACCESS_KEY": "vidcurate-test-secret",
+         "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def start_s3(ip_address: str):
+    """A moto S3 server on ``ip_address`` with the buckets ``raw-videos`` (the videos uploaded
+    under ``incoming/``) and ``curated``: (server, endpoint, boto3 client)."""
     import boto3
 
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = moto_server.ThreadedMotoServer(ip_address=ip_address, port=0, verbose=False)
     server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    creds = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "vidcurate-test",
-             "AWS_SECRET_ACCESS_KEY": "vidcurate-test-secret", "AWS_DEFAULT_REGION": "us-east-1"}
-    patch = pytest.MonkeyPatch()
-    for k, v in creds.items():
-        patch.setenv(k, v)
-    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        patch.delenv(k, raising=False)
+    endpoint = "http://{}:{}".format(*server.get_host_and_port())
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id=creds["AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"])
+                          aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"], aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"])
     for bucket in ("raw-videos", "curated"):
         client.create_bucket(Bucket=bucket)
     for name in VIDEOS:
         client.upload_file(str(REPO / "examples" / "videos" / name), "raw-videos", f"incoming/{name}")
+    return server, endpoint, client
+
+
+@pytest.fixture(scope="module")
+def s3():
+    server, endpoint, client = start_s3("127.0.0.1")
+    patch = pytest.MonkeyPatch()
+    for k, v in {**CREDS, "AWS_ENDPOINT_URL": endpoint}.items():
+        patch.setenv(k, v)
+    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        patch.delenv(k, raising=False)
     try:
         yield client
     finally:

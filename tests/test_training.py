@@ -4,8 +4,10 @@ sampling, exact resume, and a 2-process torchrun run on disjoint shards."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -526,6 +528,14 @@ def test_decoder_stage_starts_as_taef2_and_its_temporal_layers_decode_samples(sh
     assert rows[1]["d_loss"] == 0 and rows[2]["d_loss"] > 0  # the discriminator joins at adv_start
     ckpt = latest_checkpoint(str(out))
     assert sorted(os.listdir(ckpt)) == ["discriminator.safetensors", "meta.json", "state.pt", "temporal.safetensors"]
+    train(shards, dataclasses.replace(cfg, steps=4), str(tmp_path / "resumed"), progress=False)  # 4 steps at once
+    shutil.copytree(out, tmp_path / "continued")
+    train(shards, dataclasses.replace(cfg, steps=4), str(tmp_path / "continued"), resume=True, progress=False)
+
+    def last_rec(d):
+        return [json.loads(x) for x in open(d / "metrics.jsonl")][-1]["rec_l1"]
+
+    assert last_rec(tmp_path / "continued") == pytest.approx(last_rec(tmp_path / "resumed"), rel=1e-5)
     video_ae = load_autoencoder(f"taef2:{TAEF2}", ckpt)
     assert isinstance(video_ae, TemporalTAEF2)
     assert torch.equal(video_ae.encode(frames.float()), z)  # the encoder and so the latent space: unchanged
