@@ -67,8 +67,8 @@ def main(argv=None) -> int:
 
 def render(r: dict) -> str:
     lines = [f"`decoder_tiny.yaml`, {r['steps']} steps on {r['train_clips']} curated clips "
-             f"({r['train_seconds'] / 60:.1f} min on {os.cpu_count()} cores); scored on {r['val_samples']} of "
-             f"{r['held_out_clips']} held-out curated clips (64x64, 8 frames at stride 2). Step 0 is TAEF2's "
+             f"({r['train_seconds'] / 60:.1f} min on {os.cpu_count()} cores); scored on "
+             f"{min(r['val_samples'], r['held_out_clips'])} held-out curated clips (64x64, 8 frames at stride 2). Step 0 is TAEF2's "
              "image decoder (the temporal layers start at zero).", "",
              "| step | flicker (0-255) | decoded frame-to-frame change | source frame-to-frame change | PSNR dB |",
              "|---|---|---|---|---|"]

@@ -7,7 +7,8 @@ against a patch-wise video discriminator made of 3D convolutions, while the enco
 so the latent space the diffusion model learns is unchanged. Here the temporal layers are
 :class:`model_training.autoencoder.TemporalMix` blocks in TAEF2's decoder (zero-initialised: step 0
 is TAEF2), the image decoder's own weights stay frozen, the loss is L1 reconstruction plus a hinge
-adversarial term from :class:`VideoDiscriminator` after ``decoder.adv_start`` steps.
+adversarial term from :class:`VideoDiscriminator` after ``decoder.adv_start`` steps, weighted
+adaptively by the ratio of the two terms' gradient norms (VQGAN's rule).
 
 Validation measures flicker on held-out clips (:func:`flicker`): how far the decoded video's
 frame-to-frame changes are from the source's. The checkpoint's ``temporal.safetensors`` is what
@@ -41,7 +42,9 @@ class DecoderConfig:
     lr: float = 1e-4               # temporal layers
     disc_lr: float = 1e-4          # discriminator
     disc_channels: int = 32        # first 3D-conv width of the discriminator (x2 per level)
-    adv_weight: float = 0.05       # adversarial term against L1 reconstruction (Video LDM's balance is small)
+    # The adversarial term's weight relative to L1 reconstruction, times the ratio of their gradient
+    # norms at the last temporal layer (VQGAN's adaptive weight; taming-transformers uses 0.8).
+    adv_weight: float = 0.1
     adv_start: int = 50            # reconstruction alone first: the discriminator starts against a sane decoder
 
 
@@ -144,10 +147,18 @@ def train_decoder(shards: list[str], cfg, out: str, resume: bool = False, progre
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
-        # Temporal layers: reconstruction, plus fooling the discriminator.
+        # Temporal layers: reconstruction, plus fooling the discriminator, the latter weighted
+        # adaptively as in VQGAN (taming-transformers), which Video LDM's decoder recipe follows:
+        # by the ratio of the two losses' gradient norms at the last temporal layer.
         rec = F.l1_loss(fake, source)
-        g_adv = -disc(as_video(fake)).mean() if adversarial else torch.tensor(0.0)
-        loss = rec + dcfg.adv_weight * g_adv
+        g_adv, weight = torch.tensor(0.0), 0.0
+        if adversarial:
+            g_adv = -disc(as_video(fake)).mean()
+            last = net.mix[max(net.mix, key=int)].out.weight
+            g_rec_norm = torch.autograd.grad(rec, last, retain_graph=True)[0].norm()
+            g_adv_norm = torch.autograd.grad(g_adv, last, retain_graph=True)[0].norm()
+            weight = dcfg.adv_weight * float((g_rec_norm / (g_adv_norm + 1e-4)).clamp(0, 1e4))
+        loss = rec + weight * g_adv
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -158,7 +169,7 @@ def train_decoder(shards: list[str], cfg, out: str, resume: bool = False, progre
             bar.set_postfix(rec=f"{rec.item():.4f}", d=f"{d_loss.item():.3f}")
         if step % cfg.log_every == 0 or step == cfg.steps:
             now = time.perf_counter()
-            row = {"step": step, "rec_l1": rec.item(), "g_adv": g_adv.item(), "d_loss": d_loss.item(),
+            row = {"step": step, "rec_l1": rec.item(), "g_adv": g_adv.item(), "adv_weight": weight, "d_loss": d_loss.item(),
                    "steps_per_s": cfg.log_every / max(1e-9, now - t_last)}
             t_last = now
             if step % cfg.val_every == 0 or step == cfg.steps:
