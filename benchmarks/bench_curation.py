@@ -9,7 +9,9 @@ camera) become two training sets of clips of 1-3 s at 128 px:
   the motion filter); its kept clips;
 - **uncurated**: the same sources split without cut detection into fixed-length clips (every
   detector switched off through the config: thresholds out of reach, one cascade level, no check
-  after splitting, no fades), with no filter.
+  after splitting, no fades), with no filter;
+- **uncurated, same size**: a fixed random subset of those clips holding as many training
+  windows as the curated set (SVD compares curated and uncurated sets of equal size).
 
 The tiny config trains on each for the same steps from latent shards (``vidcurate encode``), with
 the same seed, and is validated on the same held-out clips (``val_shards``): the curated clips of
@@ -64,7 +66,7 @@ def jump_scores(pixels: np.ndarray) -> np.ndarray:
 def window_jumps(shards: list[str], frames: int, stride: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
     """(frame pairs, pairs with a jump, windows, windows with a jump) over every training window
     (non-overlapping, ``frames`` frames every ``stride``-th) of the clips in ``shards``."""
-    from model_training.data import decode_clip, iter_tar, written_frames
+    from model_training.data import decode_clip, iter_tar
 
     pairs = jumps = windows = jumpy = 0
     span = (frames - 1) * stride + 1
@@ -72,8 +74,8 @@ def window_jumps(shards: list[str], frames: int, stride: int, size: tuple[int, i
         for raw in iter_tar(url):
             if "mp4" not in raw:
                 continue
-            meta = json.loads(raw.get("json", b"{}"))
-            for offset in range(0, written_frames(meta, span) - span + 1, span):
+            for k in range(windows_in(json.loads(raw.get("json", b"{}")), frames, stride)):
+                offset = k * span
                 px = decode_clip(raw["mp4"], frames, stride, size, offset)
                 if px is None:
                     continue
@@ -81,6 +83,41 @@ def window_jumps(shards: list[str], frames: int, stride: int, size: tuple[int, i
                 pairs, jumps = pairs + len(s), jumps + int((s > JUMP).sum())
                 windows, jumpy = windows + 1, jumpy + int((s > JUMP).any())
     return pairs, jumps, windows, jumpy
+
+
+def windows_in(meta: dict, frames: int, stride: int) -> int:
+    """Non-overlapping training windows (``frames`` frames every ``stride``-th) in a clip."""
+    from model_training.data import written_frames
+
+    span = (frames - 1) * stride + 1
+    return max(0, (written_frames(meta, span) - span) // span + 1)
+
+
+def same_size_subset(shards: list[str], windows: int, out: Path, frames: int, stride: int) -> tuple[list[str], dict]:
+    """Clips of ``shards`` in a fixed random order (a hash of their keys) until they hold
+    ``windows`` training windows, written to shards of 8 under ``out``: SVD's ablations compare
+    curated and uncurated sets of the same size."""
+    import hashlib
+
+    from model_training.data import iter_tar
+    from transforms.shards import TarWriter
+
+    clips = sorted((raw for url in shards for raw in iter_tar(url) if "mp4" in raw),
+                   key=lambda raw: hashlib.sha1(raw["__key__"].encode()).hexdigest())
+    take, n = [], 0
+    for raw in clips:
+        if n >= windows:
+            break
+        take.append(raw)
+        n += windows_in(json.loads(raw.get("json", b"{}")), frames, stride)
+    out.mkdir(parents=True)
+    paths = []
+    for i in range(0, len(take), 8):
+        paths.append(str(out / f"shard-{i // 8:05d}.tar"))
+        with TarWriter(paths[-1]) as w:
+            for raw in take[i:i + 8]:
+                w.write(raw)
+    return paths, {"clips_kept": len(take), "clips": len(take), "reject_reasons": {}}
 
 
 def curate(videos_dir: str, names: list[str], out: Path, cuts: dict | None, filters: dict | None) -> tuple[list[str], dict]:
@@ -114,10 +151,10 @@ def main(argv=None) -> int:
     from model_training.sample import Sampler
     from model_training.train import latest_checkpoint, load_train_config, train
 
-    def cfg(steps):
+    def cfg(steps, **over):
         return load_train_config(str(REPO / "model_training" / "configs" / "tiny.yaml"), {
             "steps": steps, "log_every": 100, "val_every": args.val_every, "ckpt_every": 10 ** 9,
-            "data": {"val_samples": 32}})
+            "data": {"val_samples": 32}, **over})
 
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
               "steps": args.steps, "seeds": args.seeds, "train_sources": TRAIN, "held_out_sources": HELD_OUT,
@@ -130,7 +167,9 @@ def main(argv=None) -> int:
         c = cfg(1)
         size = tuple(c.data.buckets[0])
         latents = {}
-        for name, (shards, counts) in sets.items():
+
+        def prepare(name: str) -> None:
+            shards, counts = sets[name]
             latents[name] = d / f"latent-{name}"
             encode(shards, c, str(latents[name]))
             p, j, w, wj = window_jumps(shards, c.data.frames, c.data.stride, size)
@@ -138,15 +177,18 @@ def main(argv=None) -> int:
                                     "pairs_with_jump": j, "share_pairs_with_jump": round(j / max(p, 1), 4),
                                     "share_windows_with_jump": round(wj / max(w, 1), 4)}
             print(name, json.dumps(report["sets"][name]), file=sys.stderr, flush=True)
+
+        for name in list(sets):
+            prepare(name)
+        sets["uncurated_same_size"] = same_size_subset(sets["uncurated"][0], report["sets"]["curated"]["training_windows"],
+                                                       d / "same-size", c.data.frames, c.data.stride)
+        prepare("uncurated_same_size")
         val = str(latents["held_out"] / "latent-*.tar")
-        for name in ("curated", "uncurated"):
+        for name in ("curated", "uncurated", "uncurated_same_size"):
             t = time.perf_counter()
             out = d / f"train-{name}"
-            train(sorted(glob.glob(str(latents[name] / "latent-*.tar"))),
-                  load_train_config(str(REPO / "model_training" / "configs" / "tiny.yaml"), {
-                      "steps": args.steps, "log_every": 100, "val_every": args.val_every, "ckpt_every": 10 ** 9,
-                      "val_shards": val, "data": {"val_samples": 32}}),
-                  str(out), progress=False)
+            train(sorted(glob.glob(str(latents[name] / "latent-*.tar"))), cfg(args.steps, val_shards=val), str(out),
+                  progress=False)
             rows = [json.loads(x) for x in open(out / "metrics.jsonl")]
             curve = {r["step"]: round(r["val_loss"], 5) for r in rows if "val_loss" in r}
             s = Sampler(latest_checkpoint(str(out)), "", fps=12.0, steps=25, guidance=1.0)
@@ -167,16 +209,17 @@ def main(argv=None) -> int:
 
 
 def render(r: dict) -> str:
-    a, b, h = r["sets"]["curated"], r["sets"]["uncurated"], r["sets"]["held_out"]
+    a, b, c, h = (r["sets"][k] for k in ("curated", "uncurated", "uncurated_same_size", "held_out"))
     steps = sorted(set(a["val_loss_curve"]) & set(b["val_loss_curve"]), key=int)
     lines = [f"Tiny config, {r['steps']} steps from latent shards, same seed; validation on {h['clips_kept']} "
-             f"held-out curated clips of {', '.join(r['held_out_sources'])} (32 used), {r['seeds']} samples per model "
+             f"held-out curated clips of {', '.join(r['held_out_sources'])} ({min(32, h['clips_kept'])} used), {r['seeds']} samples per model "
              f"(8 frames, 25 DDIM steps). A jump: ContentDetector's HSV score > {r['jump_threshold']:g} between "
              "consecutive frames (stride 2, 64x64).", "",
              "| training set | clips | training windows | windows with a jump | frame pairs with a jump | "
              "final val loss | sampled pairs with a jump | mean sampled pair score |",
              "|---|---|---|---|---|---|---|---|"]
-    for name, s in (("curated (cuts + filters)", a), ("uncurated (fixed length, no filter)", b)):
+    for name, s in (("curated (cuts + filters)", a), ("uncurated (fixed length, no filter)", b),
+                    ("uncurated, as many windows as curated", c)):
         lines.append(f"| {name} | {s['clips_kept']} | {s['training_windows']} | {s['share_windows_with_jump']:.1%} | "
                      f"{s['share_pairs_with_jump']:.2%} | {s['val_loss_final']:.4f} | "
                      f"{s['sample_share_pairs_with_jump']:.2%} ({s['sample_pairs_with_jump']}/{s['sample_pairs']}) | "
@@ -184,7 +227,8 @@ def render(r: dict) -> str:
     lines += ["", "Validation loss along training (same held-out clips, fixed noise):", "",
               "| step | " + " | ".join(str(s) for s in steps) + " |", "|---|" + "---|" * len(steps),
               "| curated | " + " | ".join(f"{a['val_loss_curve'][s]:.4f}" for s in steps) + " |",
-              "| uncurated | " + " | ".join(f"{b['val_loss_curve'][s]:.4f}" for s in steps) + " |"]
+              "| uncurated | " + " | ".join(f"{b['val_loss_curve'][s]:.4f}" for s in steps) + " |",
+              "| uncurated, same size | " + " | ".join(f"{c['val_loss_curve'][s]:.4f}" for s in steps) + " |"]
     return "\n".join(lines) + "\n"
 
 
