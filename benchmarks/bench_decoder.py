@@ -26,10 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_analysis import write_results
 from bench_curation import HELD_OUT, TRAIN, curate
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "benchmarks" / "results"
 
 
 def main(argv=None) -> int:
@@ -57,11 +57,7 @@ def main(argv=None) -> int:
               "steps": args.steps, "train_seconds": round(seconds, 1), "train_clips": counts["clips_kept"],
               "held_out_clips": held_counts["clips_kept"], "val_samples": args.val_samples,
               "train_sources": TRAIN, "held_out_sources": HELD_OUT, "validation": vals}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "decoder.json").write_text(json.dumps(report, indent=2) + "\n")
-    md = render(report)
-    (RESULTS / "decoder.md").write_text(md)
-    print(md)
+    write_results("decoder", report, render(report).splitlines())
     return 0
 
 
