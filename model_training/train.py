@@ -202,11 +202,13 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
     # --- distributed setup (torchrun sets these; one process otherwise) -------------------------
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    if cfg.stage == "decoder":  # Video LDM's temporally aligned decoder: a loop of its own
+        if world > 1:
+            raise ValueError("stage: decoder trains in one process: run it without torchrun")
+        return train_decoder(shards, cfg, out, resume, progress)
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
-    if cfg.stage == "decoder":  # Video LDM's temporally aligned decoder: a loop of its own
-        return train_decoder(shards, cfg, out, resume, progress)
     held_out = held_out_shards(cfg.val_shards)
     os.makedirs(out, exist_ok=True)
 

@@ -552,6 +552,10 @@ def test_decoder_stage_starts_as_taef2_and_its_temporal_layers_decode_samples(sh
         assert sum(1 for _ in c.decode(video=0)) == 8
     with pytest.raises(ValueError, match="temporal.safetensors"):
         load_autoencoder(f"taef2:{TAEF2}", str(tmp_path))
+    with pytest.MonkeyPatch.context() as mp:  # under torchrun each rank would train it alone
+        mp.setenv("WORLD_SIZE", "2")
+        with pytest.raises(ValueError, match="one process"):
+            train(shards, cfg, str(tmp_path / "ranks"), progress=False)
 
 
 def test_the_curation_benchmarks_baseline_detects_no_boundary(monkeypatch):
