@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import glob as globlib
+import logging
 import os
 
 from transforms.storage import local_path
 
+log = logging.getLogger(__name__)
 _MANIFEST_COLUMNS = ("source", "path", "url", "video", "filename")
 
 
@@ -105,4 +107,7 @@ def _expand(spec: str, extensions: tuple[str, ...], recursive: bool) -> list[str
                 break
         return sorted(found)
     # A single path: a file, or something that will become an error row (missing, a directory...).
+    if not os.path.lexists(spec):
+        log.warning("--input %s does not exist: it is recorded as one input with an error row "
+                    "(a mistyped folder, glob or manifest name?)", spec)
     return [spec]

