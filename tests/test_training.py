@@ -505,7 +505,7 @@ def test_flicker_compares_frame_to_frame_changes_with_the_source():
 @needs_taef2
 def test_decoder_stage_starts_as_taef2_and_its_temporal_layers_decode_samples(shards, context_ckpt, tmp_path):
     """stage: decoder (Video LDM's temporally aligned decoder): a fresh temporal decoder is TAEF2's
-    image decoder exactly; training moves only the temporal layers (reconstruction and the video
+    image decoder exactly; training moves the temporal layers, the only ones saved (reconstruction and the video
     discriminator both in play) and logs flicker; its checkpoint loads as the sampler's decoder,
     which then decodes each video's frames together."""
     from model_training.autoencoder import TemporalDecoder, TemporalTAEF2, load_autoencoder
@@ -528,6 +528,15 @@ def test_decoder_stage_starts_as_taef2_and_its_temporal_layers_decode_samples(sh
     assert rows[1]["d_loss"] == 0 and rows[2]["d_loss"] > 0  # the discriminator joins at adv_start
     ckpt = latest_checkpoint(str(out))
     assert sorted(os.listdir(ckpt)) == ["discriminator.safetensors", "meta.json", "state.pt", "temporal.safetensors"]
+    from safetensors.torch import load_file
+
+    from model_training.autoencoder import TEMPORAL_AFTER
+
+    learned = load_file(os.path.join(ckpt, "temporal.safetensors"))
+    # Only the temporal blocks are saved (TAEF2's own weights load unchanged from its files), and
+    # they moved: their zero-initialised output convolutions are zero no more.
+    assert {k.split(".")[0] for k in learned} == {str(i) for i in TEMPORAL_AFTER}
+    assert all(learned[f"{i}.out.weight"].abs().sum() > 0 for i in TEMPORAL_AFTER)
     train(shards, dataclasses.replace(cfg, steps=4), str(tmp_path / "resumed"), progress=False)  # 4 steps at once
     shutil.copytree(out, tmp_path / "continued")
     train(shards, dataclasses.replace(cfg, steps=4), str(tmp_path / "continued"), resume=True, progress=False)
