@@ -10,6 +10,7 @@ a resumed run sees exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -32,6 +33,21 @@ class DataConfig:
     # Frame windows per clip in the latent cache (`vidcurate encode`): epoch e trains on window
     # e % N, the window the mp4 path would draw in epoch e. Each window costs one autoencoder pass.
     cached_windows: int = 4
+    # What the motion bucket describes. "clip": the clip row's motion_score (SVD: one value per
+    # clip, mapped to 0-255 by the dataset's quantiles). "window": the motion of the very frames the
+    # model sees (the motion stage's flow on the decoded window, in the same unit, on a fixed log
+    # scale), so that one clip gives still and moving windows and the bucket is not just a proxy for
+    # which clip it is; it is also what `motion_score` measures on a sample.
+    motion: str = "clip"
+    # Share of examples shown as a still (the window's first frame repeated, motion 0), as video
+    # models co-train on images: the same content at two motions, so the bucket has to mean motion.
+    still_prob: float = 0.0
+
+    def __post_init__(self):
+        if self.motion not in ("clip", "window"):
+            raise ValueError(f"data.motion must be 'clip' or 'window', got {self.motion!r}")
+        if not 0.0 <= self.still_prob < 1.0:
+            raise ValueError(f"data.still_prob must be in [0, 1), got {self.still_prob}")
 
 
 def shard_split(urls: list[str], rank: int, world: int) -> list[str]:
@@ -84,6 +100,28 @@ def decode_clip(mp4: bytes, frames: int, stride: int, size: tuple[int, int], off
     return np.stack(got) if len(got) == frames else None
 
 
+def motion_score(pixels: np.ndarray, fps: float) -> float:
+    """The motion stage's score of a frame window (a sample, or the frames a model trains on): its
+    own Farneback flow on grey frames, every consecutive pair, in percent of the frame width per
+    second (the unit clips are scored in). ``pixels``: (T, H, W, 3) uint8 RGB."""
+    import cv2
+
+    from transforms.motion import MotionSampler
+
+    sampler = MotionSampler(fps, target_fps=fps)
+    for i, frame in enumerate(pixels):
+        t = i / fps
+        if sampler.wants(t):
+            sampler.push(i, t, cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY))
+    return float(np.mean([p.score for p in sampler.pairs])) if sampler.pairs else 0.0
+
+
+def window_motion_edges(top: float = 200.0) -> list[float]:
+    """``data.motion: window``'s fixed calibration: 257 bucket edges on a log scale from 0 to
+    ``top`` percent of the width per second, the same for every dataset and checkpoint."""
+    return [float(x) for x in np.expm1(np.linspace(0.0, math.log1p(top), 257))]
+
+
 def keep(meta: dict, cfg: DataConfig) -> bool:
     if cfg.min_aesthetic is not None and (meta.get("aesthetic_score") is None or meta["aesthetic_score"] < cfg.min_aesthetic):
         return False
@@ -123,6 +161,14 @@ def latent_window(meta: dict, epoch: int, windows: int) -> int:
     return min(int(of_epoch[epoch % len(of_epoch)]), windows - 1)
 
 
+def is_still(key: str, epoch: int, prob: float) -> bool:
+    """Whether (clip, epoch) is shown as a still: reproducible, about ``prob`` of them."""
+    if prob <= 0:
+        return False
+    h = hashlib.blake2b(f"{key}/{epoch}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") / 2 ** 64 < prob
+
+
 def prepare(sample: dict, cfg: DataConfig, epoch: int) -> dict | None:
     """A raw tar sample -> a training example, or None when filtered out / unusable."""
     meta = json.loads(sample["json"]) if "json" in sample else {}
@@ -135,10 +181,16 @@ def prepare(sample: dict, cfg: DataConfig, epoch: int) -> dict | None:
         lat = np.load(io.BytesIO(sample["latents.npy"]))           # (W, T, C, h, w) float16 windows
         if lat.ndim == 4:                                           # a cache of one window (older)
             lat = lat[None]
-        lat = lat[latent_window(meta, epoch, len(lat))]            # (T, C, h, w)
+        w = latent_window(meta, epoch, len(lat))
+        lat = lat[w]                                                # (T, C, h, w)
         if lat.shape[0] < cfg.frames:
             return None
-        out = dict(base, latents=torch.from_numpy(lat[:cfg.frames].astype(np.float32)),
+        if cfg.motion == "window" and meta.get("latent_window_motion"):  # measured at encode time
+            base["motion"] = float(meta["latent_window_motion"][min(w, len(meta["latent_window_motion"]) - 1)])
+        lat = lat[:cfg.frames]
+        if is_still(base["key"], epoch, cfg.still_prob):
+            lat, base["motion"] = np.repeat(lat[:1], cfg.frames, 0), 0.0
+        out = dict(base, latents=torch.from_numpy(lat.astype(np.float32)),
                    bucket=(lat.shape[2] * 8, lat.shape[3] * 8))
         if "text.npy" in sample:
             out["text"] = torch.from_numpy(np.load(io.BytesIO(sample["text.npy"])).astype(np.float32))
@@ -154,6 +206,10 @@ def prepare(sample: dict, cfg: DataConfig, epoch: int) -> dict | None:
         frames = decode_clip(sample["mp4"], cfg.frames, cfg.stride, bucket, 0)
     if frames is None:
         return None
+    if cfg.motion == "window":
+        base["motion"] = motion_score(frames, base["fps"])
+    if is_still(base["key"], epoch, cfg.still_prob):
+        frames, base["motion"] = np.repeat(frames[:1], cfg.frames, 0), 0.0
     return dict(base, frames=torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255, bucket=bucket)  # (T, 3, H, W)
 
 
@@ -272,14 +328,18 @@ def validation_set(urls: list[str], cfg: DataConfig, held_out: bool = False) -> 
     return out
 
 
-def motion_calibration(urls: list[str], max_samples: int = 4096) -> list[float]:
+def motion_calibration(urls: list[str], max_samples: int = 4096, windows: bool = False) -> list[float]:
     """SVD's motion bucket (0-255) needs a mapping from our motion score; we use the dataset's
-    quantiles: 257 edges from the clips' ``motion_score`` (json members only)."""
+    quantiles: 257 edges from the clips' ``motion_score`` (json members only). ``windows``: the
+    quantiles of the cached windows' own motion where a latent cache has them (``data.motion:
+    window``'s training distribution; its buckets use the fixed ``window_motion_edges``)."""
     scores = []
     for url in sorted(urls):
         for raw in iter_tar(url):
             meta = json.loads(raw.get("json", b"{}"))
-            if meta.get("motion_score") is not None:
+            if windows and meta.get("latent_window_motion"):
+                scores.extend(float(m) for m in meta["latent_window_motion"])
+            elif meta.get("motion_score") is not None:
                 scores.append(float(meta["motion_score"]))
             if len(scores) >= max_samples:
                 break

@@ -22,6 +22,11 @@ class DiffusionConfig:
     beta_end: float = 0.012
     prediction: str = "v"            # "v" (Video LDM / SVD: no colour shifts) or "epsilon"
     zero_terminal_snr: bool = False
+    # PYoCo's mixed noise prior (Ge et al. 2023): each frame's noise is a part shared by all the
+    # clip's frames plus its own part; this is the shared part's share of the variance (0: i.i.d.
+    # noise per frame). Frames that start from related noise stay related, so a small model's
+    # samples flicker less. Used in training, validation and sampling alike.
+    noise_correlation: float = 0.0
 
 
 class Schedule:
@@ -39,6 +44,18 @@ class Schedule:
             s = (s - sT) * s0 / (s0 - sT)
             abar = (s ** 2).clamp(min=1e-12)  # the last step: pure noise (kept finite for DDIM)
         self.abar = abar.float()
+        if not 0.0 <= cfg.noise_correlation < 1.0:
+            raise ValueError(f"diffusion.noise_correlation must be in [0, 1), got {cfg.noise_correlation}")
+
+    def noise(self, shape, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        """Unit-variance noise of ``shape`` (B, T, C, h, w): i.i.d., or with ``noise_correlation``
+        of its variance shared across the T frames of each clip."""
+        eps = torch.randn(shape, generator=generator)
+        r = self.cfg.noise_correlation
+        if r > 0 and len(shape) == 5:
+            shared = torch.randn((shape[0], 1, *shape[2:]), generator=generator)
+            eps = r ** 0.5 * shared + (1 - r) ** 0.5 * eps
+        return eps if device is None else eps.to(device)
 
     def coefs(self, t, ndim: int):
         a = self.abar.to(t.device)[t].view(-1, *([1] * (ndim - 1)))
@@ -76,7 +93,7 @@ def ddim_sample(model_fn, schedule: Schedule, shape, steps: int = 25, guidance: 
                 generator: torch.Generator | None = None, eta: float = 0.0):
     """Deterministic DDIM (eta=0). ``model_fn(x, t, conditional: bool)`` returns the model output;
     guidance > 1 mixes conditional and unconditional outputs (classifier-free guidance)."""
-    x = torch.randn(shape, generator=generator)
+    x = schedule.noise(shape, generator)
     ts = torch.linspace(schedule.cfg.steps - 1, 0, steps).round().long()
     for i, t in enumerate(ts):
         tt = t.repeat(shape[0])
@@ -92,5 +109,5 @@ def ddim_sample(model_fn, schedule: Schedule, shape, steps: int = 25, guidance: 
         sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp(min=0).sqrt()
         x = a_prev.sqrt() * x0 + (1 - a_prev - sigma ** 2).clamp(min=0).sqrt() * eps
         if eta > 0:
-            x = x + sigma * torch.randn(shape, generator=generator)
+            x = x + sigma * schedule.noise(shape, generator)
     return x

@@ -8,7 +8,8 @@ Each input shard becomes ``<out>/latent-<shard name>`` holding, per clip, ``<key
 ``data.cached_windows`` windows, ``data.frames`` frames every ``data.stride`` from the start frame
 the mp4 path draws in epoch 0, 1, ..., in the clip's size bucket), ``<key>.text.npy`` (the
 caption's embedding, float16) and ``<key>.json`` (the clip row, plus ``latent_window_of_epoch``:
-the window each epoch trains on, so epoch e of the cache sees what epoch e of the mp4 path does).
+the window each epoch trains on, so epoch e of the cache sees what epoch e of the mp4 path does;
+``latent_window_motion``: each window's own motion score, for ``data.motion: window``).
 A finished latent shard is never redone (written to a temp file and renamed), so an interrupted
 job resumes.
 """
@@ -39,6 +40,8 @@ def npy_bytes(a: np.ndarray) -> bytes:
 
 def encode_shard(path: str, out_dir: str, cfg, ae, text_encoder) -> dict:
     """Pure function: one mp4 shard -> one latent shard. Returns counts."""
+    import dataclasses
+
     import torch
 
     from model_training.data import iter_tar, prepare, window_offsets
@@ -48,15 +51,17 @@ def encode_shard(path: str, out_dir: str, cfg, ae, text_encoder) -> dict:
     if os.path.exists(target):
         return {"shard": target, "written": 0, "skipped": 0, "existing": True}
     written = skipped = 0
+    data_cfg = dataclasses.replace(cfg.data, motion="window")  # each window's own motion goes in the json
     with TarWriter(target) as writer:
         for raw in iter_tar(path):
             meta = json.loads(raw.get("json", b"{}"))
             offsets, of_epoch = window_offsets(raw["__key__"], meta, cfg.data, cfg.data.cached_windows)
-            windows = []
+            windows, motions = [], []
             for epoch in (of_epoch.index(w) for w in range(len(offsets))):  # first epoch of each window
-                ex = prepare(raw, cfg.data, epoch)
+                ex = prepare(raw, data_cfg, epoch)
                 if ex is None or "frames" not in ex:
                     break
+                motions.append(round(ex["motion"], 4))
                 with torch.no_grad():
                     windows.append(ae.encode(ex["frames"]))                  # (T, C, h, w)
             if len(windows) != len(offsets):
@@ -67,7 +72,7 @@ def encode_shard(path: str, out_dir: str, cfg, ae, text_encoder) -> dict:
             writer.write({"__key__": raw["__key__"],
                           "latents.npy": npy_bytes(torch.stack(windows).numpy().astype(np.float16)),
                           "text.npy": npy_bytes(text.numpy().astype(np.float16)),
-                          "json": dict(meta, latent_window_of_epoch=of_epoch)})
+                          "json": dict(meta, latent_window_of_epoch=of_epoch, latent_window_motion=motions)})
             written += 1
     return {"shard": target, "written": written, "skipped": skipped, "existing": False}
 

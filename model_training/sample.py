@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from model_training import context as ctxlib
-from model_training.data import motion_bucket
+from model_training.data import motion_bucket, motion_score  # noqa: F401  (motion_score: re-exported)
 from model_training.diffusion import Schedule, ddim_sample
 from model_training.model import VideoUNet
 from model_training.train import TextEncoder, TrainConfig, _build, load_weights  # noqa: I001
@@ -79,7 +79,8 @@ class Sampler:
         self.scale = meta["latent_scale"]
         self.size = size or tuple(cfg.data.buckets[0])
         calib = meta["motion_calibration"]
-        m = torch.tensor([motion if motion is not None else calib[128]])  # default: the dataset's median motion
+        median = meta.get("motion_quantiles", calib)[128]
+        m = torch.tensor([motion if motion is not None else median])  # default: the training data's median motion
         self.micro = torch.stack([torch.tensor([fps]), motion_bucket(m, calib)], 1)
         self.temporal = cfg.stage == "video"
         self.schedule = Schedule(cfg.diffusion)
@@ -177,21 +178,6 @@ class Sampler:
     def _latent_shape(self) -> tuple[int, int, int]:
         h, w = self.size
         return self.cfg.model.latent_channels, h // self.ae.downsample, w // self.ae.downsample
-
-
-def motion_score(pixels: np.ndarray, fps: float) -> float:
-    """The motion stage's score of a sampled video: its own Farneback flow on grey frames, every
-    consecutive pair, in percent of the frame width per second (the unit clips are scored in)."""
-    import cv2
-
-    from transforms.motion import MotionSampler
-
-    sampler = MotionSampler(fps, target_fps=fps)
-    for i, frame in enumerate(pixels):
-        t = i / fps
-        if sampler.wants(t):
-            sampler.push(i, t, cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY))
-    return float(np.mean([p.score for p in sampler.pairs])) if sampler.pairs else 0.0
 
 
 def context_pixels(path: str, count: int, stride: int, size: tuple[int, int]) -> np.ndarray:

@@ -32,7 +32,15 @@ import yaml
 from model_training import context as ctxlib
 from model_training.checkpoints import held_out_shards, latest_checkpoint, read_checkpoint, write_checkpoint
 from model_training.context import ContextConfig
-from model_training.data import ClipBatches, DataConfig, collate, motion_bucket, motion_calibration, validation_set
+from model_training.data import (
+    ClipBatches,
+    DataConfig,
+    collate,
+    motion_bucket,
+    motion_calibration,
+    validation_set,
+    window_motion_edges,
+)
 from model_training.decoder import DecoderConfig, train_decoder
 from model_training.diffusion import DiffusionConfig, Schedule, warn_if_mismatched
 from model_training.model import ModelConfig, VideoUNet
@@ -253,7 +261,9 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
     # --- data ----------------------------------------------------------------------------------------
     val = validation_set(held_out or shards, cfg.data, held_out=bool(held_out)) if rank == 0 else []
     data = ClipBatches(shards, cfg.data, rank, world, skip_keys=[] if held_out else [v["key"] for v in val])
-    calibration = motion_calibration(shards)
+    # bucket edges, and the data's motion quantiles (sampling's default and percentiles)
+    quantiles = motion_calibration(shards, windows=cfg.data.motion == "window")
+    calibration = window_motion_edges() if cfg.data.motion == "window" else quantiles
     with torch.no_grad():  # latent scale: unit variance on the validation clips (stored with the checkpoint)
         # Ranks without validation clips probe a throwaway iterator, so `data` starts at the beginning.
         probe_batch = collate(val) if val else next(iter(ClipBatches(shards, cfg.data, rank, world)))
@@ -289,12 +299,13 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
             text = embed_captions(batch).to(device)
             losses = []
             for t in cfg.val_timesteps:
-                noise = torch.randn(x0.shape, generator=g).to(device)
+                noise = schedule.noise(x0.shape, g, device)
                 tt = torch.full((x0.shape[0],), t, device=device, dtype=torch.long)
                 losses.append(diffusion_loss(ema, schedule, x0, text, micro_of(batch), tt, noise, temporal).item())
         return sum(losses) / len(losses)
 
-    meta = {"config": dataclasses.asdict(cfg), "latent_scale": scale, "motion_calibration": calibration}
+    meta = {"config": dataclasses.asdict(cfg), "latent_scale": scale, "motion_calibration": calibration,
+            "motion_quantiles": quantiles}
     metrics = open(os.path.join(out, "metrics.jsonl"), "a", encoding="utf-8") if rank == 0 else None
     if rank == 0 and step == 0:
         v0 = validate()
@@ -323,7 +334,7 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
                 x0, mask = ctxlib.draw(x0, cfg.context)
                 mask = mask.to(device)
         t = torch.randint(0, schedule.cfg.steps, (x0.shape[0],), device=device)
-        noise = torch.randn_like(x0)
+        noise = schedule.noise(x0.shape, device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
             loss = diffusion_loss(ddp, schedule, x0, text, micro_of(batch), t, noise, temporal, mask)
         opt.zero_grad(set_to_none=True)

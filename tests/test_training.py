@@ -219,7 +219,9 @@ def test_encode_latent_cache_then_train_from_it(shards, text_model, tmp_path):
     assert all(r["existing"] for r in encode(shards, cfg, str(out), ["--direct_num_workers=2"]))
     latent_shards = sorted(str(p) for p in out.glob("latent-*.tar"))
     ae = load_autoencoder(cfg.autoencoder)
+    import dataclasses
     import io
+    window = dataclasses.replace(cfg.data, motion="window")
     multi = 0
     for cached in iter_tar(latent_shards[0]):
         raw = next(r for r in iter_tar(shards[0]) if r["__key__"] == cached["__key__"])
@@ -232,6 +234,8 @@ def test_encode_latent_cache_then_train_from_it(shards, text_model, tmp_path):
             ex = prepare(raw, cfg.data, epoch)
             np.testing.assert_allclose(prepare(cached, cfg.data, epoch)["latents"].numpy(),
                                        ae.encode(ex["frames"]).numpy(), atol=2e-2)
+            # ... and with data.motion: window, the same window's own motion (stored at encode time)
+            assert prepare(cached, window, epoch)["motion"] == pytest.approx(prepare(raw, window, epoch)["motion"], abs=1e-3)
     assert multi > 0  # clips longer than one window get several
     text = np.load(io.BytesIO(cached["text.npy"])).astype(np.float32)
     np.testing.assert_allclose(text, TextEncoder(cfg.text)([ex["caption"]])[0].numpy(), atol=2e-3)
@@ -291,6 +295,25 @@ def test_zero_terminal_snr_and_mismatch_warning(caplog):
     assert "epsilon-prediction" in caplog.text
 
 
+def test_mixed_noise_prior_shares_the_asked_part_of_the_variance_across_frames():
+    """diffusion.noise_correlation (PYoCo): unit variance per element, the asked correlation between
+    two frames of a clip and none between clips; 0 draws exactly torch.randn's noise (old runs resume
+    unchanged); out-of-range values are refused."""
+    from model_training.diffusion import DiffusionConfig, Schedule
+
+    shape = (64, 4, 8, 8, 8)
+    iid = Schedule(DiffusionConfig()).noise(shape, torch.Generator().manual_seed(3))
+    assert torch.equal(iid, torch.randn(shape, generator=torch.Generator().manual_seed(3)))
+    n = Schedule(DiffusionConfig(noise_correlation=0.75)).noise(shape, torch.Generator().manual_seed(3))
+    assert float(n.std()) == pytest.approx(1.0, abs=0.02)
+    frames = np.corrcoef(n[:, 0].flatten().numpy(), n[:, 3].flatten().numpy())[0, 1]
+    clips = np.corrcoef(n[:32, 0].flatten().numpy(), n[32:, 0].flatten().numpy())[0, 1]
+    assert frames == pytest.approx(0.75, abs=0.03) and abs(clips) < 0.03
+    assert float(np.corrcoef(iid[:, 0].flatten().numpy(), iid[:, 3].flatten().numpy())[0, 1]) == pytest.approx(0, abs=0.03)
+    with pytest.raises(ValueError, match="noise_correlation"):
+        Schedule(DiffusionConfig(noise_correlation=1.0))
+
+
 def test_ddim_with_a_perfect_denoiser_returns_the_data():
     """DDIM + CFG driven by the exact v of a known x0 lands on x0 (guidance mixes equal outputs)."""
     from model_training.diffusion import DiffusionConfig, Schedule, ddim_sample
@@ -316,6 +339,38 @@ def test_motion_buckets_and_shard_split():
     urls = [f"s{i}.tar" for i in range(5)]
     parts = [shard_split(urls, r, 2) for r in range(2)]
     assert sorted(parts[0] + parts[1]) == sorted(urls) and not set(parts[0]) & set(parts[1])
+
+
+def test_window_motion_is_the_motion_of_the_frames_trained_on_and_stills_have_none(shards):
+    """data.motion: window conditions on the motion stage's score of the decoded window itself;
+    data.still_prob shows about that share of examples as their first frame repeated, motion 0."""
+    import dataclasses
+
+    from model_training.data import DataConfig, iter_tar, prepare, window_motion_edges
+    from model_training.sample import motion_score
+
+    raw = [r for s in shards for r in iter_tar(s)]
+    clip, window = DataConfig(), DataConfig(motion="window")
+    for r in raw[:6]:
+        a, b = prepare(r, clip, 0), prepare(r, window, 0)
+        assert a["motion"] == json.loads(r["json"])["motion_score"]
+        pixels = (b["frames"].permute(0, 2, 3, 1) * 255).round().byte().numpy()
+        assert b["motion"] == pytest.approx(motion_score(pixels, b["fps"]), abs=1e-3)
+    motions = [prepare(r, window, e)["motion"] for r in raw for e in range(2)]
+    assert max(motions) > 5 * min(motions)  # the bikes move, the bottle camera does not
+    stills = dataclasses.replace(window, still_prob=0.3)
+    shown = [(prepare(r, stills, e), prepare(r, window, e)) for r in raw for e in range(3)]
+    still = [(s, w) for s, w in shown if s["motion"] == 0.0]
+    assert 0.1 * len(shown) <= len(still) <= 0.5 * len(shown)
+    for s, w in still:
+        assert torch.equal(s["frames"], w["frames"][:1].expand_as(w["frames"]))
+    for s, w in shown:
+        if s["motion"] != 0.0:
+            assert torch.equal(s["frames"], w["frames"]) and s["motion"] == w["motion"]
+    edges = window_motion_edges()
+    assert len(edges) == 257 and edges[0] == 0.0 and edges[-1] == pytest.approx(200.0) and edges == sorted(edges)
+    with pytest.raises(ValueError, match="data.motion"):
+        DataConfig(motion="clips")
 
 
 def test_readme_training_commands_run_offline_as_written(shards, tmp_path, monkeypatch):
