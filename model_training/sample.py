@@ -82,7 +82,7 @@ class Sampler:
         median = meta.get("motion_quantiles", calib)[128]
         m = torch.tensor([motion if motion is not None else median])  # default: the training data's median motion
         self.micro = torch.stack([torch.tensor([fps]), motion_bucket(m, calib)], 1)
-        self.temporal = cfg.stage == "video"
+        self.temporal = cfg.stage in ("video", "joint")
         self.schedule = Schedule(cfg.diffusion)
         self.steps, self.guidance, self.context_guidance = steps, guidance, context_guidance
 

@@ -9,7 +9,8 @@
 
 Two stages (Video LDM): ``stage: image`` trains the spatial UNet on single frames (temporal
 layers off); ``stage: video`` loads it (``init_from``: a checkpoint of ours, or ``model.spatial_init``
-a diffusers UNet folder), freezes it and trains the temporal layers on clips.
+a diffusers UNet folder), freezes it and trains the temporal layers on clips. ``stage: joint`` trains
+both together on clips: a small model from scratch (the tiny config).
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ class TextConfig:
 
 @dataclass
 class TrainConfig:
-    # "image" (spatial layers, single frames), "video" (temporal layers) or "decoder" (Video LDM's
-    # temporally aligned decoder: temporal layers in TAEF2's decoder, model_training/decoder.py)
+    # "image" (spatial layers, single frames), "video" (temporal layers on clips, spatial frozen),
+    # "joint" (both on clips: a small model from scratch, with no image model to start from) or
+    # "decoder" (Video LDM's temporally aligned decoder: temporal layers in TAEF2's decoder,
+    # model_training/decoder.py)
     stage: str = "video"
     autoencoder: str = "taef2"         # taef2 | taef2:/folder | diffusers:<folder or hub name>
     # A `stage: decoder` checkpoint: samples are decoded with its temporal layers (less flicker).
@@ -117,8 +120,8 @@ def load_train_config(path: str | None, overrides: dict | None = None) -> TrainC
     for k, v in (overrides or {}).items():
         data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
     cfg = _build(TrainConfig, data)
-    if cfg.stage not in ("image", "video", "decoder"):
-        raise ValueError(f"stage must be image, video or decoder, got {cfg.stage!r}")
+    if cfg.stage not in ("image", "video", "joint", "decoder"):
+        raise ValueError(f"stage must be image, video, joint or decoder, got {cfg.stage!r}")
     if cfg.model.context_frames:
         ctxlib.check(cfg.context, cfg.data.frames)
     return cfg
@@ -246,11 +249,16 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
     torch.manual_seed(cfg.seed + 1000 * rank)  # different noise per rank
     if cfg.init_from:
         load_weights(model, cfg.init_from, ema=True)
-    temporal = cfg.stage == "video" and cfg.model.temporal
+    temporal = cfg.stage in ("video", "joint") and cfg.model.temporal
     if cfg.stage == "video":
         for p in model.spatial_parameters():
             p.requires_grad_(False)
         params = model.temporal_parameters()
+        if not (cfg.init_from or cfg.model.spatial_init):
+            log.warning("stage: video with neither init_from nor model.spatial_init freezes randomly initialised "
+                        "spatial layers; train `stage: image` first, or use `stage: joint` to train both")
+    elif cfg.stage == "joint":
+        params = list(model.parameters())
     else:
         params = [p for n, p in model.named_parameters() if not model.is_temporal(n) or n.startswith("micro.")]
     ema = copy.deepcopy(model).requires_grad_(False)

@@ -105,7 +105,7 @@ def test_train_video_stage_freezes_spatial_loss_falls_and_samples(shards, text_m
     from model_training.sample import sample
     from model_training.train import latest_checkpoint, load_weights, train
 
-    cfg = tiny_cfg(text_model, steps=60, log_every=10, val_every=30, ckpt_every=60)
+    cfg = tiny_cfg(text_model, stage="video", steps=60, log_every=10, val_every=30, ckpt_every=60)
     out = str(tmp_path / "train")
     train(shards, cfg, out, progress=False)
     rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
@@ -268,6 +268,28 @@ def test_two_stage_recipe_image_then_video(shards, text_model, tmp_path):
     video = load_file(os.path.join(latest_checkpoint(str(tmp_path / "video")), "model.safetensors"))
     assert all(torch.equal(video[n], image_ema[n]) for n in spatial)  # frozen
     assert any(not torch.equal(video[n], image_ema[n]) for n in init if ".temporal." in n)  # trained
+
+
+@needs_taef2
+def test_joint_stage_trains_spatial_and_temporal_layers_together(shards, text_model, tmp_path, caplog):
+    """stage: joint (a small model from scratch) moves both kinds of weight; stage: video with
+    nothing pretrained to freeze says so."""
+    from safetensors.torch import load_file
+
+    from model_training.model import VideoUNet
+    from model_training.train import latest_checkpoint, train
+
+    cfg = tiny_cfg(text_model, stage="joint", steps=3, log_every=1, val_every=100, ckpt_every=3)
+    train(shards, cfg, str(tmp_path / "joint"), progress=False)
+    trained = load_file(os.path.join(latest_checkpoint(str(tmp_path / "joint")), "model.safetensors"))
+    torch.manual_seed(cfg.seed)
+    init = dict(VideoUNet(cfg.model).named_parameters())
+    moved = {n for n in init if not torch.equal(init[n], trained[n])}
+    assert any(".temporal." in n for n in moved) and any(not VideoUNet.is_temporal(n) for n in moved)
+    assert "stage: joint" not in caplog.text
+    train(shards, tiny_cfg(text_model, stage="video", steps=1, val_every=100, ckpt_every=1), str(tmp_path / "video"),
+          progress=False)
+    assert "randomly initialised spatial layers" in caplog.text
 
 
 @pytest.mark.parametrize("prediction", ["v", "epsilon"])
