@@ -222,7 +222,8 @@ def test_encode_latent_cache_then_train_from_it(shards, text_model, tmp_path):
     import dataclasses
     import io
     window = dataclasses.replace(cfg.data, motion="window")
-    multi = 0
+    stills = dataclasses.replace(window, still_prob=0.5)
+    multi = stilled = 0
     for cached in iter_tar(latent_shards[0]):
         raw = next(r for r in iter_tar(shards[0]) if r["__key__"] == cached["__key__"])
         z = np.load(io.BytesIO(cached["latents.npy"]))
@@ -236,7 +237,15 @@ def test_encode_latent_cache_then_train_from_it(shards, text_model, tmp_path):
                                        ae.encode(ex["frames"]).numpy(), atol=2e-2)
             # ... and with data.motion: window, the same window's own motion (stored at encode time)
             assert prepare(cached, window, epoch)["motion"] == pytest.approx(prepare(raw, window, epoch)["motion"], abs=1e-3)
+            # ... and data.still_prob shows a cached window as its first latent frame repeated, at motion 0
+            shown, full = prepare(cached, stills, epoch), prepare(cached, window, epoch)
+            if shown["motion"] == 0.0:
+                stilled += 1
+                assert torch.equal(shown["latents"], full["latents"][:1].expand_as(full["latents"]))
+            else:
+                assert torch.equal(shown["latents"], full["latents"])
     assert multi > 0  # clips longer than one window get several
+    assert stilled > 0
     text = np.load(io.BytesIO(cached["text.npy"])).astype(np.float32)
     np.testing.assert_allclose(text, TextEncoder(cfg.text)([ex["caption"]])[0].numpy(), atol=2e-3)
     train(latent_shards, cfg, str(tmp_path / "train"), progress=False)
