@@ -54,7 +54,7 @@ def main(argv=None) -> int:
 
     from model_training.encode import encode
     from model_training.train import load_train_config, train
-    from pipeline.config import Config, with_changes
+    from pipeline.config import Config, apply_overrides, with_changes
     from pipeline.run import run
 
     with tempfile.TemporaryDirectory() as d:
@@ -68,13 +68,9 @@ def main(argv=None) -> int:
         def cfg(steps, sets=()):
             over = {"autoencoder": f"taef2:{args.weights}/taef2", "steps": steps, "log_every": min(steps, 500),
                     "val_every": 10 ** 9, "ckpt_every": 10 ** 9}
-            for item in sets:  # dotted.key=value
-                key, _, value = item.partition("=")
-                *parents, leaf = key.split(".")
-                node = over
-                for part in parents:
-                    node = node.setdefault(part, {})
-                node[leaf] = yaml.safe_load(value)
+            top = [item for item in sets if "." not in item.split("=", 1)[0]]  # e.g. stage=video
+            over.update({k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in top)})
+            over = apply_overrides(over, [item for item in sets if item not in top])  # section.key=value
             return load_train_config(str(REPO / "model_training" / "configs" / "tiny.yaml"), over)
 
         t = time.perf_counter()

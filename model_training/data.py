@@ -13,11 +13,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -333,16 +336,22 @@ def motion_calibration(urls: list[str], max_samples: int = 4096, windows: bool =
     quantiles: 257 edges from the clips' ``motion_score`` (json members only). ``windows``: the
     quantiles of the cached windows' own motion where a latent cache has them (``data.motion:
     window``'s training distribution; its buckets use the fixed ``window_motion_edges``)."""
-    scores = []
+    scores, window_scores = [], []
     for url in sorted(urls):
         for raw in iter_tar(url):
             meta = json.loads(raw.get("json", b"{}"))
             if windows and meta.get("latent_window_motion"):
-                scores.extend(float(m) for m in meta["latent_window_motion"])
-            elif meta.get("motion_score") is not None:
+                window_scores.extend(float(m) for m in meta["latent_window_motion"])
+            if meta.get("motion_score") is not None:
                 scores.append(float(meta["motion_score"]))
             if len(scores) >= max_samples:
                 break
+    if windows and window_scores:
+        scores = window_scores
+    elif windows:
+        log.warning("data.motion: window on shards without cached window motion (mp4 shards): the stored "
+                    "motion quantiles, sampling's default --motion, are the clips' scores; `vidcurate encode` "
+                    "stores each window's own")
     if not scores:
         return [0.0] * 257
     return [float(x) for x in np.quantile(np.asarray(scores), np.linspace(0, 1, 257))]

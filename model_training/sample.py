@@ -23,7 +23,7 @@ from model_training import context as ctxlib
 from model_training.data import motion_bucket, motion_score  # noqa: F401  (motion_score: re-exported)
 from model_training.diffusion import Schedule, ddim_sample
 from model_training.model import VideoUNet
-from model_training.train import TextEncoder, TrainConfig, _build, load_weights  # noqa: I001
+from model_training.train import CLIP_STAGES, TextEncoder, TrainConfig, _build, load_weights  # noqa: I001
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Sampler:
         median = meta.get("motion_quantiles", calib)[128]
         m = torch.tensor([motion if motion is not None else median])  # default: the training data's median motion
         self.micro = torch.stack([torch.tensor([fps]), motion_bucket(m, calib)], 1)
-        self.temporal = cfg.stage in ("video", "joint")
+        self.temporal = cfg.stage in CLIP_STAGES
         self.schedule = Schedule(cfg.diffusion)
         self.steps, self.guidance, self.context_guidance = steps, guidance, context_guidance
 

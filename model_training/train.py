@@ -59,6 +59,9 @@ class TextConfig:
     caption_dropout: float = 0.1       # replace the caption by the empty embedding (for CFG)
 
 
+CLIP_STAGES = ("video", "joint")  # the stages that train on clips with the temporal layers on
+
+
 @dataclass
 class TrainConfig:
     # "image" (spatial layers, single frames), "video" (temporal layers on clips, spatial frozen),
@@ -249,7 +252,7 @@ def train(shards: list[str], cfg: TrainConfig, out: str, resume: bool = False, p
     torch.manual_seed(cfg.seed + 1000 * rank)  # different noise per rank
     if cfg.init_from:
         load_weights(model, cfg.init_from, ema=True)
-    temporal = cfg.stage in ("video", "joint") and cfg.model.temporal
+    temporal = cfg.stage in CLIP_STAGES and cfg.model.temporal
     if cfg.stage == "video":
         for p in model.spatial_parameters():
             p.requires_grad_(False)

@@ -246,6 +246,10 @@ def test_encode_latent_cache_then_train_from_it(shards, text_model, tmp_path):
                 assert torch.equal(shown["latents"], full["latents"])
     assert multi > 0  # clips longer than one window get several
     assert stilled > 0
+    from model_training.data import motion_calibration  # window mode's quantiles: the cached windows' motion
+    cached_motion = [m for s in latent_shards for r in iter_tar(s) for m in json.loads(r["json"])["latent_window_motion"]]
+    q = motion_calibration(latent_shards, windows=True)
+    assert (q[0], q[-1]) == (min(cached_motion), max(cached_motion)) and q != motion_calibration(latent_shards)
     text = np.load(io.BytesIO(cached["text.npy"])).astype(np.float32)
     np.testing.assert_allclose(text, TextEncoder(cfg.text)([ex["caption"]])[0].numpy(), atol=2e-3)
     train(latent_shards, cfg, str(tmp_path / "train"), progress=False)
@@ -372,10 +376,11 @@ def test_motion_buckets_and_shard_split():
     assert sorted(parts[0] + parts[1]) == sorted(urls) and not set(parts[0]) & set(parts[1])
 
 
-def test_window_motion_is_the_motion_of_the_frames_trained_on_and_stills_have_none(shards):
+def test_window_motion_is_the_motion_of_the_frames_trained_on_and_stills_have_none(shards, caplog):
     """data.motion: window conditions on the motion stage's score of the decoded window itself;
     data.still_prob shows about that share of examples as their first frame repeated, motion 0."""
     import dataclasses
+    import logging
 
     from model_training.data import DataConfig, iter_tar, prepare, window_motion_edges
     from model_training.sample import motion_score
@@ -384,7 +389,7 @@ def test_window_motion_is_the_motion_of_the_frames_trained_on_and_stills_have_no
     clip, window = DataConfig(), DataConfig(motion="window")
     for r in raw[:6]:
         a, b = prepare(r, clip, 0), prepare(r, window, 0)
-        assert a["motion"] == json.loads(r["json"])["motion_score"]
+        assert a["motion"] == float(json.loads(r["json"]).get("motion_score") or 0.0)  # the clip row's (none: 0)
         pixels = (b["frames"].permute(0, 2, 3, 1) * 255).round().byte().numpy()
         assert b["motion"] == pytest.approx(motion_score(pixels, b["fps"]), abs=1e-3)
     motions = [prepare(r, window, e)["motion"] for r in raw for e in range(2)]
@@ -402,6 +407,11 @@ def test_window_motion_is_the_motion_of_the_frames_trained_on_and_stills_have_no
     assert len(edges) == 257 and edges[0] == 0.0 and edges[-1] == pytest.approx(200.0) and edges == sorted(edges)
     with pytest.raises(ValueError, match="data.motion"):
         DataConfig(motion="clips")
+    # mp4 shards hold no window motion: the quantiles fall back to the clips' scores, and say so
+    from model_training.data import motion_calibration
+    with caplog.at_level(logging.WARNING, logger="model_training.data"):
+        assert motion_calibration(shards, windows=True) == motion_calibration(shards)
+    assert "without cached window motion" in caplog.text
 
 
 def test_readme_training_commands_run_offline_as_written(shards, tmp_path, monkeypatch):
