@@ -110,6 +110,9 @@ PARTS = {
     # built after the check after splitting (cuts.post_check) was frozen
     "held3": (HELD, 3, [("pan", "moving", 1), ("shake", "moving", 0), ("flash", "near", 2),
                         ("lighting", "moving", 5), ("pan", "near", 4), ("shake", "near", 1)]),
+    # built after the wipe test and cuts.verify_cuts were frozen (held3 was looked at for them)
+    "held4": (HELD, 4, [("shake", "moving", 3), ("pan", "moving", 0), ("flash", "moving", 4),
+                        ("lighting", "near", 2), ("shake", "near", 4), ("pan", "near", 1)]),
 }
 
 

@@ -8,6 +8,7 @@ is the pure merge.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -16,8 +17,8 @@ import numpy as np
 from transforms.cuts.base import Boundaries, FrameDetector, at_rate
 from transforms.cuts.content import PySceneDetectLevel, to_hsv
 from transforms.cuts.fades import find_fades, merge_ranges
-from transforms.cuts.gradual import GradualTransitionDetector
-from transforms.cuts.postcheck import HiddenTransitionCheck
+from transforms.cuts.gradual import GradualTransitionDetector, pair_flow, unrelatedness
+from transforms.cuts.postcheck import HiddenTransitionCheck, structure_unrelatedness
 
 
 @dataclass
@@ -90,6 +91,8 @@ class CutCascade(FrameDetector):
             self.fps, scaled_strides(cfg.cascade_strides, self.fps), cfg.cascade_threshold, cfg.detector,
             cfg.min_scene_s, cfg.max_transition_s, timestamps=timestamps)
         self.check = HiddenTransitionCheck(self.fps) if cfg.post_check else None
+        self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=16)  # for verify_cuts
+        self.motion_cuts: list[int] = []  # cuts the frame detector reported that flow relates
 
     @property
     def grid(self) -> int:
@@ -106,16 +109,34 @@ class CutCascade(FrameDetector):
         if grey is None:
             grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
         if isinstance(self.frame_level, PySceneDetectLevel):
-            before = len(self.frame_level.cut_frames)
+            self._recent.append((index, grey))
+            found = self.frame_level.cut_frames
+            before = len(found)
             self.frame_level.push(index, frame_bgr, hsv, t)
-            for c in self.frame_level.cut_frames[before:]:
+            for c in found[before:]:
+                if self._camera_motion(c):
+                    self.motion_cuts.append(c)
+                    continue
                 self.gradual.watch_cut(c)
+            found[before:] = [c for c in found[before:] if c not in self.motion_cuts]
         else:
             self.frame_level.push(index, frame_bgr)
         self.gradual.push(index, frame_bgr, hsv, grey, t)
         if self.check is not None:
             cuts = self.frame_level.cut_frames if isinstance(self.frame_level, PySceneDetectLevel) else ()
             self.check.push(index, grey, self.gradual.contrast[-1], cuts, t if self.timestamps else None)
+
+    def _camera_motion(self, c: int) -> bool:
+        """``cuts.verify_cuts``: optical flow relates the frames before and at cut ``c`` (the
+        larger of unrelatedness and structure unrelatedness is below the setting), so the jump
+        is the camera moving (a jolt, a whip pan), not a new shot."""
+        limit = self.cfg.verify_cuts
+        frames = dict(self._recent)
+        if not limit or c - 1 not in frames or c not in frames:
+            return False
+        a, b = frames[c - 1], frames[c]
+        flow = pair_flow(a, b)
+        return unrelatedness(a, b, flow=flow) < limit and structure_unrelatedness(a, b, flow) < limit
 
     def finish(self, num_frames: int) -> Boundaries:
         hard = self.frame_level.finish(num_frames)

@@ -31,6 +31,7 @@ import numpy as np
 from transforms.cuts.base import REFERENCE_FPS, at_rate
 from transforms.cuts.fades import merge_ranges
 from transforms.cuts.gradual import betweenness, pair_flow, unrelatedness
+from transforms.cuts.sweep import cells, sweep
 
 
 def contrast_dip(contrast, a: int, b: int) -> float:
@@ -92,25 +93,34 @@ class HiddenTransitionCheck:
 
     def __init__(self, fps: float, spans: tuple[int, ...] = (24, 36, 48), step: int = 4,
                  min_betweenness: float = 0.75, min_unrelated: float = 0.75, max_dip: float = 0.95,
-                 min_structure: float = 0.45, keep_frames: int = 4000):
+                 min_structure: float = 0.45, min_sweep: float = 0.65, wipe_unrelated: float = 0.5,
+                 wipe_structure: float = 0.5, keep_frames: int = 4000):
         """``spans`` and ``step`` count frames at 25 fps: a window lasts ``span / 25`` seconds
         (measured on the frames' timestamps when :meth:`push` gets them, so a variable-rate
         file's windows last as long at 15 fps as at 60; else ``span`` scaled with ``fps``). A
         window is a hidden transition with betweenness >= ``min_betweenness``, contrast dip <=
         ``max_dip`` (the cheap tests), then unrelatedness >= ``min_unrelated`` and structure
-        unrelatedness >= ``min_structure`` (flow, only when the tests before pass).
+        unrelatedness >= ``min_structure`` (flow, only when the tests before pass). A window
+        that is not taken as a blend is a wipe when its sweep score
+        (:func:`transforms.cuts.sweep.sweep`) is >= ``min_sweep`` (its cheap test) and then its
+        unrelatedness >= ``wipe_unrelated`` and structure unrelatedness >= ``wipe_structure``
+        (half of a wipe's window is the other shot, so its ends need less flow evidence than a
+        blend's); the frames its edge took to cross the picture then leave the clip as well as
+        the located span.
         ``keep_frames``: most frames kept for locating (beyond it a group leaves whole)."""
         self.spans = tuple(sorted({at_rate(s, fps) for s in spans}))
         self.seconds = tuple(sorted({s / REFERENCE_FPS for s in spans}))
         self.step = at_rate(step, fps)
         self.sample = at_rate(2, fps)  # frames kept for locating: every other at 25 fps
         self.min_betweenness, self.min_unrelated, self.max_dip = min_betweenness, min_unrelated, max_dip
-        self.min_structure = min_structure
+        self.min_structure, self.min_sweep = min_structure, min_sweep
+        self.wipe_unrelated, self.wipe_structure = wipe_unrelated, wipe_structure
         self.keep_frames = keep_frames
-        self._ring: deque[tuple[int, float | None, np.ndarray]] = deque()
+        self._ring: deque[tuple[int, float | None, np.ndarray, np.ndarray]] = deque()
         self._contrast = np.empty(1024, dtype=np.float64)  # grows by doubling; a view is sliced
         self._count = 0
         self.windows: list[tuple[int, int]] = []  # [a, b] windows that passed all the tests
+        self.wipes: list[tuple[int, int, int, int, float]] = []  # (a, b, start, end, score): wipe windows
         self.frames: dict[int, np.ndarray] = {}  # sampled frames inside those windows
 
     @property
@@ -136,7 +146,7 @@ class HiddenTransitionCheck:
              t: float | None = None) -> None:
         """``cuts``: the hard cuts found so far (sorted); a window across one is not tested.
         ``t``: the frame's presentation time in seconds."""
-        self._ring.append((index, t, grey))
+        self._ring.append((index, t, grey, cells(grey)))
         longest = max(self.spans) + 2
         while len(self._ring) > longest and (t is None or self._ring[0][1] < t - max(self.seconds) - 0.5):
             self._ring.popleft()
@@ -151,33 +161,83 @@ class HiddenTransitionCheck:
             if a < 0 or (cuts and cuts[-1] > a):
                 continue  # before the start, or across a cut already found (the known boundary)
             if ring is None:
-                ring = {i: g for i, _, g in self._ring}
+                ring = {i: (g, c) for i, _, g, c in self._ring}
             if index not in ring or a not in ring:
                 continue
-            if contrast_dip(self._contrast, a, index) > self.max_dip:
-                continue  # the cheapest test first
-            window = [ring[i] for i in range(a, index + 1, max(1, (index - a) // 6)) if i in ring]
-            if window[-1] is not ring[index]:
-                window.append(ring[index])
-            if betweenness(window) < self.min_betweenness:
-                continue
-            flow = pair_flow(ring[a], ring[index])  # one flow for both tests
-            if unrelatedness(ring[a], ring[index], flow=flow) < self.min_unrelated:
-                continue
-            if structure_unrelatedness(ring[a], ring[index], flow) < self.min_structure:
-                continue
+            blend, wipe = self._blend(ring, a, index), None
+            flow = pair_flow(ring[a][0], ring[index][0]) if blend else None  # one flow for every test
+            if not (blend and self._unrelated(ring[a][0], ring[index][0], flow, self.min_unrelated,
+                                              self.min_structure)):
+                wipe = self._wipe(ring, a, index)
+                if wipe is None:
+                    continue
+                if flow is None:
+                    flow = pair_flow(ring[a][0], ring[index][0])
+                if not self._unrelated(ring[a][0], ring[index][0], flow, self.wipe_unrelated, self.wipe_structure):
+                    continue
             self.windows.append((a, index))
+            if wipe is not None:
+                self.wipes.append((a, index, *wipe))
             for i in range(a, index + 1):
                 if (i % self.sample == 0 or i in (a, index)) and len(self.frames) < self.keep_frames:
-                    self.frames.setdefault(i, ring[i])
+                    self.frames.setdefault(i, ring[i][0])
+
+    @staticmethod
+    def _unrelated(a: np.ndarray, b: np.ndarray, flow: np.ndarray, unrelated: float, structure: float) -> bool:
+        """Two shots: flow relates neither the frames nor their local structure."""
+        return unrelatedness(a, b, flow=flow) >= unrelated and structure_unrelatedness(a, b, flow) >= structure
+
+    def _blend(self, ring: dict, a: int, b: int) -> bool:
+        """The cheap tests for a dissolve: a dip of contrast (the cheapest, first), then
+        betweenness at strides inside ``[a, b]``."""
+        if contrast_dip(self._contrast, a, b) > self.max_dip:
+            return False
+        window = [ring[i][0] for i in range(a, b + 1, max(1, (b - a) // 6)) if i in ring]
+        if window[-1] is not ring[b][0]:
+            window.append(ring[b][0])
+        return betweenness(window) >= self.min_betweenness
+
+    def _wipe(self, ring: dict, a: int, b: int) -> tuple[int, int, float] | None:
+        """The cheap test for a wipe or an iris over every frame of ``[a, b]``: the span
+        ``[start, end)`` its edge took to cross the picture and the sweep score, or None."""
+        idx = range(a, b + 1)
+        if any(i not in ring for i in idx):
+            return None
+        score, first, last = sweep(np.stack([ring[i][1] for i in idx]))
+        start, end = a + int(np.floor(first)), a + int(np.ceil(last)) + 1
+        # The whole edge inside the window, with frames of each shot around it: a window that
+        # holds a wipe in part, or motion switching cells all through it, is not one.
+        if score < self.min_sweep or start <= a or end > b or end - start > 0.75 * (b - a):
+            return None
+        return start, end, score
 
     def gaps(self, scenes: list[tuple[int, int]], cuts: list[int] = (),
              flashes: list[tuple[int, int]] = ()) -> list[tuple[int, int]]:
         """Hidden transitions ``[start, end)`` inside the planned ``scenes`` (``[s, e)`` ranges).
         Windows across a cut, over a flash, or not inside one scene are not counted."""
-        inside = [(a, b) for a, b in self.windows
-                  if any(s <= a and b < e for s, e in scenes)
-                  and not any(a < c <= b for c in cuts)
-                  and not any(a <= fe and b >= fs for fs, fe in flashes)]
-        return merge_ranges([locate(self.frames, a, b - 1, self.sample)
-                             for a, b in merge_ranges([(a, b + 1) for a, b in inside])])
+        def counts(a: int, b: int) -> bool:
+            return (any(s <= a and b < e for s, e in scenes) and not any(a < c <= b for c in cuts)
+                    and not any(a <= fe and b >= fs for fs, fe in flashes))
+
+        wiped = {(a, b) for a, b, *_ in self.wipes}  # located by their edge, not by flow
+        inside = [(a, b) for a, b in self.windows if counts(a, b) and (a, b) not in wiped]
+        located = [locate(self.frames, a, b - 1, self.sample) for a, b in merge_ranges([(a, b + 1) for a, b in inside])]
+        return merge_ranges(located + self._edges(counts))
+
+    def _edges(self, counts, spread: float = 0.1) -> list[tuple[int, int]]:
+        """The spans of the wipe windows that count. Windows whose spans overlap saw one wipe;
+        of those only the ones scoring within ``spread`` of the best are kept (a window that
+        starts inside the wipe, or that ends before it is over, sweeps less cleanly and
+        reports a span that is not the edge's)."""
+        pad = max(2, self.step // 2)  # the edge's first and last frames change few cells
+        wipes = sorted((s, e, score) for a, b, s, e, score in self.wipes if counts(a, b))
+        out: list[tuple[int, int]] = []
+        group: list[tuple[int, int, float]] = []
+        for w in wipes + [None]:
+            if group and (w is None or w[0] >= max(e for _, e, _ in group)):
+                best = max(score for *_, score in group)
+                out += [(max(0, s - pad), e + pad) for s, e, score in group if score >= best - spread]
+                group = []
+            if w is not None:
+                group.append(w)
+        return out
