@@ -39,6 +39,7 @@ def check_ranges(cfg) -> None:
     need(all(s >= 1 for s in cfg.cuts.cascade_strides), "cuts.cascade_strides must be >= 1")
     need(list(cfg.cuts.cascade_strides) == sorted(set(cfg.cuts.cascade_strides)),
          "cuts.cascade_strides must be increasing without repeats")
+    need(cfg.cuts.verify_cuts >= 0, "cuts.verify_cuts must be >= 0 (0 keeps every cut the detector reports)")
     need(cfg.clips.min_duration_s > 0, "clips.min_duration_s must be > 0")
     need(cfg.clips.max_duration_s >= cfg.clips.min_duration_s,
          "clips.max_duration_s must be >= clips.min_duration_s")

@@ -167,6 +167,8 @@ def test_config_errors_are_clear(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="choose one of"):
         load_config(None, ["cuts.detector=magic"])
+    with pytest.raises(ConfigError, match="cuts.verify_cuts must be >= 0"):
+        load_config(None, ["cuts.verify_cuts=-0.4"])
     assert load_config(None, ["clips.max_duration_s=5"]).clips.max_duration_s == 5.0
     # A section renamed since an earlier release says its new name (not "did you mean 'clips'");
     # a config recorded by that release (an old run's summary.json) still reads.

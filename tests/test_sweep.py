@@ -78,20 +78,31 @@ def test_without_the_wipe_test_a_long_wipe_leaks():
     assert _check(frames).wipes
 
 
-def test_a_jolt_of_the_camera_is_not_a_cut(tmp_path):
-    """The camera jumps by an eighth of the frame between two frames: ContentDetector reports a
-    cut; optical flow relates the two frames, so `cuts.verify_cuts` drops it and the shot stays
-    one clip. The real cuts of the bikes example stay (tests/test_cuts.py)."""
+def _jolt(path: str, dx: int) -> str:
+    """The moving cartoon, the camera jumping ``dx`` pixels (of 320 across) at frame 50."""
     big = ShotSource(EXAMPLES).frames(BUNNY, 100, 640, 360)
 
     def frames():
         for i in range(100):
-            x = 40 if i < 50 else 80
+            x = 40 if i < 50 else 40 + dx
             yield cv2.resize(big[i][60:60 + 234, x:x + 416], (320, 180), interpolation=cv2.INTER_AREA)
 
-    path = str(tmp_path / "jolt.mp4")
     encode(path, frames())
+    return path
+
+
+def test_a_jolt_of_the_camera_is_not_a_cut(tmp_path):
+    """The camera jumps by an eighth of the frame between two frames: ContentDetector reports a
+    cut; optical flow relates the two frames, so `cuts.verify_cuts` drops it and the shot stays
+    one clip. The real cuts of the bikes example stay (tests/test_cuts.py)."""
+    path = _jolt(str(tmp_path / "jolt.mp4"), 40)
     unverified = detect_scenes(path, with_changes(Config(), cuts={"verify_cuts": 0.0}))
     assert unverified.cuts == [50]
     verified = detect_scenes(path, Config())
     assert verified.cuts == [] and verified.gaps == [] and verified.scenes == [(0, 100)]
+
+
+def test_a_jump_flow_cannot_follow_stays_a_cut(tmp_path):
+    """The limit the README states: a jump of half the frame is past what flow at 128 px
+    follows, so it is still a cut."""
+    assert detect_scenes(_jolt(str(tmp_path / "jump.mp4"), 160), Config()).cuts == [50]

@@ -113,12 +113,13 @@ class CutCascade(FrameDetector):
             found = self.frame_level.cut_frames
             before = len(found)
             self.frame_level.push(index, frame_bgr, hsv, t)
-            for c in found[before:]:
+            new, found[before:] = found[before:], []
+            for c in new:
                 if self._camera_motion(c):
                     self.motion_cuts.append(c)
-                    continue
-                self.gradual.watch_cut(c)
-            found[before:] = [c for c in found[before:] if c not in self.motion_cuts]
+                else:
+                    found.append(c)
+                    self.gradual.watch_cut(c)
         else:
             self.frame_level.push(index, frame_bgr)
         self.gradual.push(index, frame_bgr, hsv, grey, t)

@@ -105,8 +105,8 @@ class HiddenTransitionCheck:
         (:func:`transforms.cuts.sweep.sweep`) is >= ``min_sweep`` (its cheap test) and then its
         unrelatedness >= ``wipe_unrelated`` and structure unrelatedness >= ``wipe_structure``
         (half of a wipe's window is the other shot, so its ends need less flow evidence than a
-        blend's); the frames its edge took to cross the picture then leave the clip as well as
-        the located span.
+        blend's); the frames its edge took to cross the picture then leave the clip (a wipe is
+        located by its edge, not by flow).
         ``keep_frames``: most frames kept for locating (beyond it a group leaves whole)."""
         self.spans = tuple(sorted({at_rate(s, fps) for s in spans}))
         self.seconds = tuple(sorted({s / REFERENCE_FPS for s in spans}))
@@ -176,8 +176,9 @@ class HiddenTransitionCheck:
                 if not self._unrelated(ring[a][0], ring[index][0], flow, self.wipe_unrelated, self.wipe_structure):
                     continue
             self.windows.append((a, index))
-            if wipe is not None:
+            if wipe is not None:  # located by its edge: no frames needed
                 self.wipes.append((a, index, *wipe))
+                continue
             for i in range(a, index + 1):
                 if (i % self.sample == 0 or i in (a, index)) and len(self.frames) < self.keep_frames:
                     self.frames.setdefault(i, ring[i][0])
