@@ -226,7 +226,7 @@ def test_encode_latent_cache_then_train_from_it(shards, text_model, tmp_path):
     multi = stilled = 0
     raw_of = {r["__key__"]: r for s in shards for r in iter_tar(s)}
     # Every cached clip of every shard: still_prob draws per (clip, epoch), so one shard's few
-    # draws could all miss; over all shards (>= 8 clips x cached_windows) a miss is ~1e-5.
+    # draws could all miss; over all shards (>= 8 clips x cached_windows) a miss is 0.5**32.
     for cached in (c for s in latent_shards for c in iter_tar(s)):
         raw = raw_of[cached["__key__"]]
         z = np.load(io.BytesIO(cached["latents.npy"]))
