@@ -33,6 +33,10 @@ class ClipsConfig:
     # swscale filter for resizing: area (averages when shrinking: no aliasing; about bilinear's
     # cost), bilinear, bicubic, fast_bilinear (cheapest, softer), lanczos.
     scaler: str = "area"
+    # Frame-exact without re-encoding everything: when a clip keeps its H.264 source's size and
+    # rate, the GOPs wholly inside it are copied as they are and only the frames before its first
+    # and after its last copied keyframe are encoded (falls back to encoding all when it can't).
+    stream_copy: bool = True
     # Copy the clip's audio (re-encoded to AAC) into the mp4.
     keep_audio: bool = False
     # JPEG quality of the middle-frame thumbnail stored with each sample.

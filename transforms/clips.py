@@ -21,7 +21,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from transforms import decode, storage
+from transforms import decode, smartcut, storage
 from transforms.containers import opened
 from transforms.errors import CorruptVideo
 from transforms.pixels import to_rgb_upright
@@ -173,12 +173,13 @@ def staged_media(out_dir: str, clip, clips_cfg) -> dict | None:
     return None
 
 
-def write_clip(frames: Iterator[av.VideoFrame], source: str, clip, out_dir: str, cfg) -> dict:
+def write_clip(frames: Iterator[av.VideoFrame], source: str, clip, out_dir: str, cfg,
+               copier: smartcut.Copier | None = None) -> dict:
     """Encode one clip's ``frames`` (from :meth:`ClipReader.frames`) to ``out_dir``: its mp4 and
     middle-frame JPEG, at the size, rate and length :func:`planned` says; returns ``{"mp4",
     "jpg", "bytes", "out_width", "out_height", "out_fps", "out_frames"}``. Raises a
     :class:`VideoError` when the source holds fewer frames than the clip. ``cfg`` is the full
-    :class:`pipeline.config.Config`."""
+    :class:`pipeline.config.Config`. A ``copier`` copies the GOPs inside the clip instead."""
     storage.makedirs(out_dir)
     plan = planned(clip, cfg.clips)
     shaper = Shaper(geometry(clip.width, clip.height, cfg.clips), clip.rotation or 0, cfg.clips.scaler)
@@ -200,9 +201,14 @@ def write_clip(frames: Iterator[av.VideoFrame], source: str, clip, out_dir: str,
     final, jpg = _paths(out_dir, clip)
     tmp = storage.temp_beside(final, suffix=".mp4")
     try:
-        n, jpeg = encode_clip(chosen, tmp, rate, shaper, cfg.clips, middle=(plan["out_frames"] - 1) // 2)
-        for _ in spanned:  # the rest of the span (the model stages' frames are tapped from it)
-            pass
+        done = copier.write(clip, tmp, cfg.clips) if copier is not None else None
+        if done is not None:
+            n, jpeg = done
+            seen = n
+        else:
+            n, jpeg = encode_clip(chosen, tmp, rate, shaper, cfg.clips, middle=(plan["out_frames"] - 1) // 2)
+            for _ in spanned:  # the rest of the span (the model stages' frames are tapped from it)
+                pass
         if seen < clip.num_frames or n != plan["out_frames"]:
             raise CorruptVideo(f"{source}: clip {clip.clip_id} has {seen} decodable frames, "
                                f"expected {clip.num_frames} (wrote {n} of {plan['out_frames']})")
@@ -267,13 +273,17 @@ def read_clips(source: str, clips: list, cfg, specs: dict | None = None,
     if not todo:
         return
     with opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
-        reader = ClipReader(container, source)
+        copier = None
+        stream = container.streams.video[0]
+        if out_dir and not specs and all(smartcut.copyable(c, planned(c, cfg.clips), stream) for c, _ in todo):
+            copier = smartcut.Copier.for_source(container, cfg.clips)
+        reader = copier or ClipReader(container, source)
         try:
             for clip, media in todo:
                 tap = _Tap(clip, specs)
                 try:
                     if out_dir and media is None:
-                        media = write_clip(tap.through(reader.frames(clip)), source, clip, out_dir, cfg)
+                        media = write_clip(tap.through(reader.frames(clip)), source, clip, out_dir, cfg, copier)
                     else:
                         for _ in tap.through(reader.frames(clip)):
                             pass
@@ -286,4 +296,5 @@ def read_clips(source: str, clips: list, cfg, specs: dict | None = None,
                     continue
                 yield clip, media, frames, None
         finally:
-            reader.close()
+            if copier is None:
+                reader.close()

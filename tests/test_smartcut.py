@@ -1,0 +1,182 @@
+"""Stream-copied clips (``clips.stream_copy``): which GOPs can be copied, the H.264 pieces that
+splice re-encoded heads and tails onto copied packets, and whole clips that decode to exactly the
+source's frames (the copied ones bit for bit)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from types import SimpleNamespace
+
+import av
+import numpy as np
+import pytest
+from media import moving, write_video
+
+from pipeline.config import Config, with_changes
+from transforms.clips import read_clips, staged_clip_ok
+from transforms.h264 import (
+    AvcC,
+    Gop,
+    Pkt,
+    annexb_nals,
+    clean_prefix,
+    copy_span,
+    decode_times,
+    length_prefixed,
+    pps_id,
+    split_length_prefixed,
+    sps_id,
+)
+from transforms.rows import ClipRow
+
+# Decode order of one x264-like GOP of 7 frames: I0 P3 B1 B2 P6 B4 B5 (display numbers).
+ORDER = [0, 3, 1, 2, 6, 4, 5]
+
+
+def gop(first: int, idr: bool = True, order=ORDER) -> Gop:
+    return Gop([Pkt(b"", first + k, None, k == 0) for k in order], idr)
+
+
+@pytest.mark.parametrize("end, expected", [
+    (1, 1), (3, 1),  # I0 alone (P3 is needed by B1 B2, and shows at 3)
+    (4, 4), (6, 4),  # I0 P3 B1 B2
+    (7, 7), (100, 7),  # all of it
+])
+def test_clean_prefix(end, expected):
+    assert clean_prefix(gop(0), end) == expected
+
+
+@pytest.mark.parametrize("start, end, expected", [
+    (0, 21, (0, 3, 0)),  # every GOP whole
+    (2, 21, (1, 3, 0)),  # the first starts before the clip: its part is re-encoded
+    (2, 18, (1, 2, 4)),  # GOP 1 whole, then I14 P17 B15 B16 of GOP 2
+    (2, 11, (1, 1, 4)),  # no whole GOP: the start of GOP 1
+    (2, 8, (1, 1, 1)),  # just its IDR
+    (2, 7, None),  # no keyframe inside the clip
+    (8, 21, (2, 3, 0)),
+])
+def test_copy_span(start, end, expected):
+    assert copy_span([gop(0), gop(7), gop(14)], start, end) == expected
+
+
+def test_copy_span_needs_idr_and_closed_gops():
+    assert copy_span([gop(0), gop(7, idr=False), gop(14)], 2, 21) == (2, 3, 0)
+    # Leading pictures (shown before their keyframe) reach into the GOP before: not copied whole.
+    leading = Gop([Pkt(b"", p, None, p == 7) for p in (7, 5, 6, 10, 8, 9)], True)
+    assert copy_span([gop(0, order=[0, 3, 1, 2, 4]), leading, gop(14)], 2, 21) == (2, 3, 0)
+
+
+def test_decode_times_increase_and_never_pass_pts():
+    pts = [p * 512 for p in ORDER + [o + 7 for o in ORDER]]
+    dts = decode_times(pts)
+    assert dts == sorted(dts) and len(set(dts)) == len(dts)
+    assert all(d <= p for d, p in zip(dts, pts, strict=True))
+    assert dts[0] == -512  # shifted back by the one frame of reordering, no more
+
+
+def test_nal_units_and_avcc_round_trip():
+    sps, pps, idr = b"\x67\x64\x00\x1f\xac", b"\x68\xee\x3c\x80", b"\x65\x88\x84\x00\x00\x03\x01"
+    assert annexb_nals(b"\x00\x00\x00\x01" + sps + b"\x00\x00\x01" + pps + b"\x00\x00\x00\x01" + idr) == [sps, pps, idr]
+    assert split_length_prefixed(length_prefixed([sps, idr])) == [sps, idr]
+    rec = AvcC(4, [sps], [pps])
+    back = AvcC.parse(rec.to_bytes())
+    assert (back.length_size, back.sps, back.pps) == (4, [sps], [pps])
+    assert AvcC.parse(b"\x00\x00\x00\x01" + sps) is None  # Annex B extradata is not an avcC
+
+
+def test_x264_takes_the_parameter_set_id():
+    from transforms.smartcut import encode_part
+
+    class S:  # the stream attributes encode_part reads
+        codec_context = SimpleNamespace(width=64, height=48)
+        time_base = Fraction(1, 25)
+        average_rate = 25
+
+    frames = []
+    for i in range(3):
+        f = av.VideoFrame.from_ndarray(moving(i, 64, 48), format="rgb24").reformat(format="yuv420p")
+        f.pts = i
+        frames.append(f)
+    cfg = Config().clips
+    sps, pps, units = encode_part(iter(frames), S, 7, cfg, lambda f: None)
+    assert (sps_id(sps), pps_id(pps), len(units)) == (7, 7, 3)
+    assert sorted(u[1] for u in units) == [0, 1, 2]
+    assert not any(n[0] & 31 in (7, 8) for u in units for n in split_length_prefixed(u[0]))
+
+
+def source_frames(path):
+    with av.open(path) as c:
+        return [(f.pts, f.to_ndarray(format="yuv420p")) for f in c.decode(video=0)]
+
+
+def row(src, frames, start, end, fps=25, n=None):
+    """A clip of frames ``[start, end)``; ``end`` None: to the end of the video (no end pts)."""
+    count = (n or len(frames)) - start if end is None else end - start
+    return ClipRow(clip_id=f"v_0000000_{start:07d}", video_id="v", source=src, start_frame=start,
+                   end_frame=start + count, start_time=start / fps, end_time=(start + count) / fps,
+                   fps=float(fps), width=320, height=180, rotation=0, num_frames=count,
+                   duration_s=count / fps, reject_reasons=[], start_pts=frames[start][0],
+                   end_pts=None if end is None else frames[end][0] if end < len(frames) else None)
+
+
+@pytest.fixture(scope="module")
+def bframes_source(tmp_path_factory):
+    """100 frames of motion, x264 with B-frames and an IDR every 24 frames."""
+    path = str(tmp_path_factory.mktemp("src") / "b.mp4")
+    write_video(path, n=100, fps=25, gop=24, options={"preset": "veryfast", "bf": "3", "sc_threshold": "0"})
+    return path
+
+
+@pytest.mark.parametrize("start, end, copied_at_least, parameter_sets", [
+    # head 5-23 encoded, GOP 24-47 whole, part of GOP 48, and a tail unless that part reaches 60
+    (5, 60, 24 + 1, {2, 3}),
+    (24, 48, 24, {1}),  # exactly one GOP: all copied, nothing encoded
+    (26, 40, 0, {1}),  # no keyframe inside: all encoded (plain x264 stream)
+    (50, None, 24, {2}),  # the last clip (no end pts), to the end of the video: head 50-71 encoded
+])
+def test_copied_clip_holds_exactly_the_source_frames(bframes_source, tmp_path, start, end, copied_at_least,
+                                                     parameter_sets):
+    src = source_frames(bframes_source)
+    with av.open(bframes_source) as c:
+        assert any(p.pts is not None and p.dts is not None and p.pts > p.dts for p in c.demux(video=0))  # reordered
+    clip = row(bframes_source, src, start, end)
+    got = {}
+    for copy in (True, False):
+        cfg = with_changes(Config(), clips={"stream_copy": copy})
+        (r, media, _, err), = read_clips(bframes_source, [clip], cfg, None, str(tmp_path / str(copy)))
+        assert err is None and media["out_frames"] == clip.num_frames
+        assert staged_clip_ok(media["mp4"], clip.num_frames)
+        with av.open(media["mp4"]) as c:
+            s = c.streams.video[0]
+            frames = [f for f in c.decode(s)]
+            times = [float(f.pts * s.time_base) for f in frames]
+            got[copy] = [f.to_ndarray(format="yuv420p") for f in frames], AvcC.parse(s.codec_context.extradata)
+        assert times == pytest.approx([i / 25 for i in range(clip.num_frames)], abs=1e-3)
+    want = [a for _, a in src[start:start + clip.num_frames]]
+    for copy, (frames, avcc) in got.items():
+        assert len(frames) == len(want)
+        exact = sum(np.array_equal(f, w) for f, w in zip(frames, want, strict=True))
+        worst = min(10 * np.log10(255 ** 2 / max(np.mean((f.astype(float) - w) ** 2), 1e-9))
+                    for f, w in zip(frames, want, strict=True))
+        assert worst > 35  # every frame is the right one (a neighbour would be far off)
+        if copy:
+            assert exact >= copied_at_least
+            # The source's parameter sets plus one pair per re-encoded part, all in one avcC.
+            assert len(avcc.sps) == len(avcc.pps) and len(avcc.sps) in parameter_sets
+        else:
+            assert exact < copied_at_least or copied_at_least == 0
+
+
+def test_clips_of_one_video_in_a_row_and_the_thumbnail(bframes_source, tmp_path):
+    from PIL import Image
+
+    src = source_frames(bframes_source)
+    clips = [row(bframes_source, src, a, b) for a, b in ((0, 30), (30, 70), (70, None))]
+    out = list(read_clips(bframes_source, clips, Config(), None, str(tmp_path)))
+    assert [e for *_, e in out] == [None, None, None]
+    for clip, media, _, _ in out:
+        with av.open(media["mp4"]) as c:
+            assert sum(1 for _ in c.decode(video=0)) == clip.num_frames
+        mid = src[clip.start_frame + (clip.num_frames - 1) // 2][1][:180]  # Y plane of the middle frame
+        thumb = np.asarray(Image.open(media["jpg"]).convert("L"), dtype=float)
+        assert np.abs(thumb - mid).mean() < 6
