@@ -180,3 +180,31 @@ def test_clips_of_one_video_in_a_row_and_the_thumbnail(bframes_source, tmp_path)
         mid = src[clip.start_frame + (clip.num_frames - 1) // 2][1][:180]  # Y plane of the middle frame
         thumb = np.asarray(Image.open(media["jpg"]).convert("L"), dtype=float)
         assert np.abs(thumb - mid).mean() < 6
+
+
+def test_model_frames_are_the_same_when_the_clip_is_copied(bframes_source, tmp_path):
+    """The model stages' frames come from the same decode whether the clip's GOPs are copied or
+    encoded, and a clip written while scoring is copied as one written without scoring."""
+    from transforms.model_frames import FrameSpec
+
+    src = source_frames(bframes_source)
+    clips = [row(bframes_source, src, 5, 60), row(bframes_source, src, 60, None)]
+    specs = {"ends": FrameSpec(lambda n: [0, n // 2, n - 1], lambda w, h: (64, 36))}
+
+    def bit_exact(mp4, clip):  # frames equal to the source's: the copied ones
+        want = [a for _, a in src[clip.start_frame:clip.start_frame + clip.num_frames]]
+        with av.open(mp4) as c:
+            return sum(np.array_equal(f.to_ndarray(format="yuv420p"), w) for f, w in zip(c.decode(video=0), want))
+
+    got = {}
+    for copy in (True, False):
+        cfg = with_changes(Config(), clips={"stream_copy": copy})
+        out = list(read_clips(bframes_source, clips, cfg, specs, str(tmp_path / str(copy))))
+        assert [e for *_, e in out] == [None, None]
+        got[copy] = [f["ends"] for _, _, f, _ in out]
+        exact = [bit_exact(m["mp4"], c) for c, m, _, _ in out]
+        plain = list(read_clips(bframes_source, clips, cfg, None, str(tmp_path / f"plain{copy}")))
+        assert [bit_exact(m["mp4"], c) for c, m, _, _ in plain] == exact
+        assert min(exact) >= 24 if copy else max(exact) < 24
+    for copied, encoded in zip(got[True], got[False], strict=True):
+        assert copied.shape == (3, 36, 64, 3) and np.array_equal(copied, encoded)

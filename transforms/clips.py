@@ -275,18 +275,18 @@ def read_clips(source: str, clips: list, cfg, specs: dict | None = None,
     with opened(source, cfg.input.remote_attempts, cfg.input.remote_timeout_s) as container:
         copier = None
         stream = container.streams.video[0]
-        if out_dir and not specs and all(smartcut.copyable(c, planned(c, cfg.clips), stream) for c, _ in todo):
+        if out_dir and all(smartcut.copyable(c, planned(c, cfg.clips), stream) for c, _ in todo):
             copier = smartcut.Copier.for_source(container, cfg.clips)
         reader = copier or ClipReader(container, source)
         try:
             for clip, media in todo:
                 tap = _Tap(clip, specs)
                 try:
+                    frames = tap.through(reader.frames(clip))
                     if out_dir and media is None:
-                        media = write_clip(tap.through(reader.frames(clip)), source, clip, out_dir, cfg, copier)
-                    else:
-                        for _ in tap.through(reader.frames(clip)):
-                            pass
+                        media = write_clip(frames, source, clip, out_dir, cfg, copier)
+                    for _ in frames if specs else ():  # what a stream copy did not decode
+                        pass
                 except Exception as exc:  # noqa: BLE001 - one clip's failure is data
                     yield clip, None, None, getattr(exc, "message", None) or f"{source}: {exc}"
                     continue

@@ -139,6 +139,7 @@ class Pkt:
     pts: int
     dts: int | None
     key: bool
+    discard: bool = False
 
 
 @dataclass

@@ -66,7 +66,7 @@ class GopReader:
                 continue
             if p.pts is None:
                 raise ValueError("packet without pts")
-            pk = Pkt(bytes(p), p.pts, p.dts, p.is_keyframe)
+            pk = Pkt(bytes(p), p.pts, p.dts, p.is_keyframe, p.is_discard)
             if pk.key and packets:
                 self._pending = pk
                 break
@@ -75,7 +75,8 @@ class GopReader:
             self._done = True
         if not packets:
             return None
-        return Gop(packets, packets[0].key and is_idr(packets[0].data, self.length_size))
+        return Gop(packets, packets[0].key and not any(p.discard for p in packets)
+                   and is_idr(packets[0].data, self.length_size))  # frames an edit list hides: no
 
     def gops_for(self, start_pts: int, end_pts: int) -> list[Gop]:
         """The GOPs from the last keyframe at or before ``start_pts`` through every GOP whose
@@ -124,6 +125,7 @@ def encode_part(frames, stream, ident: int, clips_cfg, sink) -> tuple[bytes, byt
     cc = stream.codec_context
     enc = av.CodecContext.create(clips_cfg.codec, "w")
     enc.width, enc.height, enc.pix_fmt = cc.width, cc.height, "yuv420p"
+    enc.thread_type = "FRAME"  # as a muxer's encoder does (else x264 gets sliced threads)
     enc.time_base = stream.time_base
     if stream.average_rate:
         enc.framerate = stream.average_rate
@@ -249,7 +251,7 @@ class Copier:
         """A copier when the source's video is H.264 (4:2:0, 8-bit, length-prefixed with an
         avcC) and clips are written as H.264; else None."""
         cc = container.streams.video[0].codec_context
-        if not clips_cfg.stream_copy or "264" not in clips_cfg.codec or cc.name != "h264":
+        if not clips_cfg.stream_copy or clips_cfg.codec != "libx264" or cc.name != "h264":
             return None
         if cc.format is None or cc.format.name != "yuv420p":
             return None
@@ -282,7 +284,11 @@ class Copier:
         span = copy_span(gops, clip.start_pts, end)
         if span is None:
             return None
-        n, jpeg, copied = write_copied(self.stream, gops, span, clip.start_pts, end, path, clips_cfg, self.avcc)
+        try:
+            n, jpeg, copied = write_copied(self.stream, gops, span, clip.start_pts, end, path, clips_cfg, self.avcc)
+        except (ValueError, av.error.FFmpegError) as exc:  # e.g. repeated timestamps: encode it all
+            log.warning("%s: stream copy failed (%s); encoding the whole clip", clip.clip_id, exc)
+            return None
         self.copied += copied
         log.debug("%s: %d of %d frames copied", path, copied, n)
         return n, jpeg
