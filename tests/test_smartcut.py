@@ -208,3 +208,19 @@ def test_model_frames_are_the_same_when_the_clip_is_copied(bframes_source, tmp_p
         assert min(exact) >= 24 if copy else max(exact) < 24
     for copied, encoded in zip(got[True], got[False], strict=True):
         assert copied.shape == (3, 36, 64, 3) and np.array_equal(copied, encoded)
+
+
+def test_a_splice_that_fails_falls_back_to_encoding(bframes_source, tmp_path, monkeypatch, caplog):
+    from transforms import smartcut
+
+    def broken(*args, **kwargs):
+        raise ValueError("the spliced clip holds 3 frames of 55")
+
+    monkeypatch.setattr(smartcut, "write_copied", broken)
+    src = source_frames(bframes_source)
+    clip = row(bframes_source, src, 5, 60)
+    (_, media, _, err), = read_clips(bframes_source, [clip], Config(), None, str(tmp_path))
+    assert err is None and "encoding the whole clip" in caplog.text
+    with av.open(media["mp4"]) as c:
+        assert len(AvcC.parse(c.streams.video[0].codec_context.extradata).sps) == 1  # one x264 stream
+        assert sum(1 for _ in c.decode(video=0)) == 55

@@ -217,6 +217,8 @@ def write_copied(stream, gops: list[Gop], span: tuple[int, int, int], start_pts:
              + [(p.data, p.pts, p.key) for p in copied]
              + encoded(gops[b if b >= len(gops) or gops[b].min_pts == gops[b].key_pts else b - 1:],
                        tail_lo, end_pts, tail_id))  # an open GOP's leading frames need the one before
+    if sorted(u[1] for u in units) != shown:  # e.g. frames before the first keyframe: no splice
+        raise ValueError(f"the spliced clip holds {len(units)} frames of {len(shown)}")
     if middle_pts is not None and not picture:  # in the copied part: decode its GOP up to it
         g = next(g for g in gops[a:b + 1] if g.key_pts <= middle_pts <= g.max_pts)
         picture = [next(decoded(stream, [g], middle_pts, middle_pts + 1))]
