@@ -3,9 +3,9 @@ mp4 clips plus a middle-frame JPEG, and the frames the model stages read, from t
 
 Frames are matched on their presentation timestamps (the ``pts`` recorded by the analysis pass),
 so a clip holds exactly frames ``[start_frame, end_frame)`` whatever the keyframe layout: the
-reader seeks to the keyframe before a clip, decodes forward, and the encoder starts every clip on
-a fresh keyframe. Clips of one video are written in order and decoding continues from one clip
-to the next instead of seeking back, so overlapping GOPs are decoded once.
+reader seeks to the keyframe before a clip, decodes forward, and every clip starts on a fresh
+keyframe (GOPs inside a clip are copied, not encoded, when :mod:`transforms.smartcut` can). Clips
+of one video are written in order; decoding goes on from one clip to the next.
 """
 
 from __future__ import annotations
