@@ -81,6 +81,7 @@ def test_nal_units_and_avcc_round_trip():
     rec = AvcC(4, [sps], [pps])
     back = AvcC.parse(rec.to_bytes())
     assert (back.length_size, back.sps, back.pps) == (4, [sps], [pps])
+    assert rec.to_bytes()[-4:] == b"\xfd\xf8\xf8\x00"  # High profile (100): 4:2:0, 8-bit, as ISO 14496-15 asks
     assert AvcC.parse(b"\x00\x00\x00\x01" + sps) is None  # Annex B extradata is not an avcC
 
 
