@@ -225,3 +225,20 @@ def test_a_splice_that_fails_falls_back_to_encoding(bframes_source, tmp_path, mo
     with av.open(media["mp4"]) as c:
         assert len(AvcC.parse(c.streams.video[0].codec_context.extradata).sps) == 1  # one x264 stream
         assert sum(1 for _ in c.decode(video=0)) == 55
+
+
+@pytest.mark.parametrize("ext, copies", [(".mp4", True), (".mov", True), (".mkv", True), (".ts", False)])
+def test_containers_that_carry_an_avcc_are_copied(tmp_path, ext, copies):
+    """MP4, MOV and MKV keep H.264 parameter sets in an avcC: GOPs are copied. MPEG-TS carries
+    them in the stream (Annex B): its clips are encoded whole, still frame-exact."""
+    path = write_video(str(tmp_path / f"v{ext}"), n=60, fps=25, gop=20)
+    src = source_frames(path)
+    clip = row(path, src, 3, 50)
+    (_, media, _, err), = read_clips(path, [clip], Config(), None, str(tmp_path / "out"))
+    assert err is None
+    want = [a for _, a in src[3:50]]
+    with av.open(media["mp4"]) as c:
+        got = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
+    assert len(got) == 47
+    exact = sum(np.array_equal(f, w) for f, w in zip(got, want, strict=True))
+    assert (exact >= 20) == copies  # GOP 20-39 at least, when copied
