@@ -242,3 +242,22 @@ def test_containers_that_carry_an_avcc_are_copied(tmp_path, ext, copies):
     assert len(got) == 47
     exact = sum(np.array_equal(f, w) for f, w in zip(got, want, strict=True))
     assert (exact >= 20) == copies  # GOP 20-39 at least, when copied
+
+
+def test_clips_far_apart_seek_instead_of_reading_through(tmp_path):
+    from transforms.smartcut import Copier
+
+    path = write_video(str(tmp_path / "long.mp4"), n=300, fps=25, gop=25)
+    src = source_frames(path)
+    clips = [row(path, src, 10, 40), row(path, src, 250, 275), row(path, src, 275, None)]
+    with av.open(path) as c:
+        copier = Copier.for_source(c, Config().clips)
+        for clip in clips:
+            n, _ = copier.write(clip, str(tmp_path / f"{clip.start_frame}.mp4"), Config().clips)
+            assert n == clip.num_frames
+        assert copier.reader.seeks == 1  # from GOP 25 (1 s) to frame 250 (10 s); never back
+    for clip in clips:
+        with av.open(str(tmp_path / f"{clip.start_frame}.mp4")) as c:
+            got = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
+        want = [a for _, a in src[clip.start_frame:clip.start_frame + clip.num_frames]]
+        assert len(got) == len(want) and sum(np.array_equal(g, w) for g, w in zip(got, want, strict=True)) >= 15

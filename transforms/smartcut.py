@@ -48,13 +48,23 @@ class GopReader:
     """GOPs of one open container's video stream, read forward for clips in start order; keeps
     only the GOPs the current clip can still need."""
 
-    def __init__(self, container, length_size: int):
+    def __init__(self, container, length_size: int, seek_ahead_s: float = 4.0):
+        self.container = container
         self.stream = container.streams.video[0]
         self._packets = container.demux(self.stream)
         self.length_size = length_size
+        self.seek_ahead = seek_ahead_s / float(self.stream.time_base or 1)  # in pts
+        self.seeks = 0
         self._gops: list[Gop] = []
         self._pending: Pkt | None = None
         self._done = False
+
+    def _seek(self, pts: int) -> None:
+        """Go to the keyframe at or before ``pts`` (0: the start) instead of reading up to it."""
+        self.container.seek(pts, stream=self.stream, backward=True)
+        self._packets = self.container.demux(self.stream)
+        self._gops, self._pending, self._done = [], None, False
+        self.seeks += 1
 
     def _read_gop(self) -> Gop | None:
         packets: list[Pkt] = []
@@ -80,7 +90,16 @@ class GopReader:
 
     def gops_for(self, start_pts: int, end_pts: int) -> list[Gop]:
         """The GOPs from the last keyframe at or before ``start_pts`` through every GOP whose
-        keyframe is before ``end_pts`` (and the one after, to know where the last one ends)."""
+        keyframe is before ``end_pts`` (and the one after, to know where the last one ends).
+        Seeks when the clip starts far past what was read (a long video with few clips)."""
+        read = self._gops[-1].key_pts if self._gops else self._pending.pts if self._pending else 0
+        if start_pts - read > self.seek_ahead:
+            self._seek(start_pts)
+            first = self._read_gop()
+            if first is None or first.key_pts > start_pts:  # landed after it: read from the start
+                self._seek(0)
+            else:
+                self._gops.append(first)
         while self._gops and len(self._gops) > 1 and self._gops[1].key_pts <= start_pts:
             self._gops.pop(0)
         while not self._done and (not self._gops or self._gops[-1].key_pts < end_pts):
