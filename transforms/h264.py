@@ -123,7 +123,7 @@ class AvcC:
         out.append(len(self.pps))
         for p in self.pps:
             out += len(p).to_bytes(2, "big") + p
-        if profile in (100, 110, 122, 144):  # High profiles: chroma format and bit depths follow
+        if profile not in (66, 77, 88):  # High profiles (as FFmpeg writes): chroma format, bit depths
             out += bytes([0xFC | 1, 0xF8, 0xF8, 0])  # 4:2:0, 8-bit (all that is copied), no SPS ext
         return bytes(out)
 
