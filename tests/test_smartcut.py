@@ -261,3 +261,31 @@ def test_clips_far_apart_seek_instead_of_reading_through(tmp_path):
             got = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
         want = [a for _, a in src[clip.start_frame:clip.start_frame + clip.num_frames]]
         assert len(got) == len(want) and sum(np.array_equal(g, w) for g, w in zip(got, want, strict=True)) >= 15
+
+
+def test_frames_an_edit_list_hides_never_reach_a_clip(tmp_path):
+    """An mp4 cut from a longer one keeps the GOP before its first shown frame, hidden by an edit
+    list (packets before 0, marked discard): clips hold only the shown frames, copied or not."""
+    full = write_video(str(tmp_path / "full.mp4"), n=65, fps=25, gop=20)
+    cut = str(tmp_path / "cut.mp4")
+    with av.open(full) as c, av.open(cut, "w", format="mp4") as out:
+        s = c.streams.video[0]
+        o = out.add_stream_from_template(s)
+        step = int(1 / (25 * s.time_base))
+        for p in c.demux(s):
+            if p.dts is not None:
+                p.pts, p.dts, p.stream = p.pts - 5 * step, p.dts - 5 * step, o
+                out.mux(p)
+    with av.open(cut) as c:
+        assert sum(p.is_discard for p in c.demux(video=0)) == 5
+    src = source_frames(cut)  # the 60 shown frames, pts 0, 512, ...
+    assert len(src) == 60 and src[0][0] == 0
+    clips = [row(cut, src, 0, 30), row(cut, src, 30, None)]
+    out = list(read_clips(cut, clips, Config(), None, str(tmp_path / "out")))
+    assert [e for *_, e in out] == [None, None]
+    for clip, media, _, _ in out:
+        with av.open(media["mp4"]) as c:
+            got = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
+        want = [a for _, a in src[clip.start_frame:clip.start_frame + clip.num_frames]]
+        assert len(got) == len(want) == 30
+        assert sum(np.array_equal(g, w) for g, w in zip(got, want, strict=True)) >= 15  # GOP 15-34 / 35-54

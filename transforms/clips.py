@@ -11,7 +11,6 @@ of one video are written in order; decoding goes on from one clip to the next.
 from __future__ import annotations
 
 import contextlib
-import io
 import itertools
 import logging
 import os
@@ -21,7 +20,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from transforms import decode, smartcut, storage
+from transforms import decode, pixels, smartcut, storage
 from transforms.containers import opened
 from transforms.errors import CorruptVideo
 from transforms.pixels import to_rgb_upright
@@ -143,9 +142,7 @@ def encode_clip(frames: Iterator[av.VideoFrame], path: str, rate: Fraction, shap
             for packet in stream.encode(f):
                 out.mux(packet)
             if written == middle:
-                buf = io.BytesIO()
-                f.to_image().save(buf, format="JPEG", quality=cfg.jpeg_quality)
-                jpeg = buf.getvalue()
+                jpeg = pixels.jpeg(f, cfg.jpeg_quality)
             written += 1
         for packet in stream.encode(None):
             out.mux(packet)
@@ -296,5 +293,4 @@ def read_clips(source: str, clips: list, cfg, specs: dict | None = None,
                     continue
                 yield clip, media, frames, None
         finally:
-            if copier is None:
-                reader.close()
+            reader.close()

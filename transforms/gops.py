@@ -42,7 +42,7 @@ class GopReader:
                 continue
             if p.pts is None:
                 raise ValueError("packet without pts")
-            pk = Pkt(bytes(p), p.pts, p.dts, p.is_keyframe, p.is_discard)
+            pk = Pkt(bytes(p), p.pts, p.dts, p.is_keyframe)
             if pk.key and packets:
                 self._pending = pk
                 break
@@ -51,8 +51,7 @@ class GopReader:
             self._done = True
         if not packets:
             return None
-        return Gop(packets, packets[0].key and not any(p.discard for p in packets)
-                   and is_idr(packets[0].data, self.length_size))  # frames an edit list hides: no
+        return Gop(packets, packets[0].key and is_idr(packets[0].data, self.length_size))
 
     def gops_for(self, start_pts: int, end_pts: int) -> list[Gop]:
         """The GOPs from the last keyframe at or before ``start_pts`` through every GOP whose

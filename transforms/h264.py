@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-NAL_IDR, NAL_SEI, NAL_SPS, NAL_PPS, NAL_AUD = 5, 6, 7, 8, 9
+NAL_IDR, NAL_SPS, NAL_PPS, NAL_AUD = 5, 7, 8, 9
 
 
 def _rbsp(nal: bytes) -> bytes:
@@ -141,7 +141,6 @@ class Pkt:
     pts: int
     dts: int | None
     key: bool
-    discard: bool = False
 
 
 @dataclass

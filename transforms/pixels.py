@@ -3,6 +3,8 @@ for the cut detectors and optical flow (straight from the YUV planes), upright R
 
 from __future__ import annotations
 
+import io
+
 import av
 import cv2
 import numpy as np
@@ -25,6 +27,13 @@ def to_rgb_upright(frame: av.VideoFrame, width: int, height: int, rotation: int)
     quarter turn), turned upright."""
     cw, ch = displayed_size(width, height, rotation)
     return upright(frame.to_ndarray(width=cw, height=ch, format="rgb24"), rotation)
+
+
+def jpeg(frame: av.VideoFrame, quality: int) -> bytes:
+    """A frame as JPEG bytes (the thumbnail stored with each clip)."""
+    buf = io.BytesIO()
+    frame.to_image().save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
 
 
 def scaled_size(width: int, height: int, target_width: int) -> tuple[int, int]:

@@ -14,7 +14,6 @@ resized, rotated or resampled clips) take the ordinary decode-and-encode path.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Iterator
 
@@ -35,6 +34,7 @@ from transforms.h264 import (
     pps_id,
     sps_id,
 )
+from transforms.pixels import jpeg
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,7 @@ def encode_part(frames, stream, ident: int, clips_cfg, sink) -> tuple[bytes, byt
                     keep.append(nal)
             out.append((length_prefixed(keep), p.pts, p.is_keyframe))
 
-    for f in frames:
-        if f.format.name != "yuv420p":
-            f = f.reformat(format="yuv420p")
+    for f in frames:  # yuv420p: Copier.for_source takes only such sources
         sink(f)
         f.pict_type = av.video.frame.PictureType.NONE
         take(enc.encode(f))
@@ -145,11 +143,8 @@ def write_copied(stream, gops: list[Gop], span: tuple[int, int, int], start_pts:
     if middle_pts is not None and not picture:  # in the copied part: decode its GOP up to it
         g = next(g for g in gops[a:b + 1] if g.key_pts <= middle_pts <= g.max_pts)
         picture = [next(decoded(stream, [g], middle_pts, middle_pts + 1))]
-    buf = io.BytesIO()
-    if picture:
-        picture[0].to_image().save(buf, format="JPEG", quality=clips_cfg.jpeg_quality)
     mux(path, stream, units, sets, start_pts, end_pts)
-    return len(units), buf.getvalue(), len(copied)
+    return len(units), jpeg(picture[0], clips_cfg.jpeg_quality) if picture else b"", len(copied)
 
 
 def copyable(clip, plan: dict, stream) -> bool:
@@ -169,7 +164,6 @@ class Copier:
         self.reader = GopReader(container, avcc.length_size)
         self.stream = self.reader.stream
         self.avcc = avcc
-        self.copied = 0
 
     @classmethod
     def for_source(cls, container, clips_cfg) -> Copier | None:
@@ -198,6 +192,9 @@ class Copier:
         shown = sorted(p.pts for g in gops for p in g.packets if p.pts >= clip.start_pts)
         return gops, shown[clip.num_frames] if len(shown) > clip.num_frames else END
 
+    def close(self) -> None:
+        """Nothing to release: each decode flushes its own decoder (see :func:`decoded`)."""
+
     def frames(self, clip) -> Iterator[av.VideoFrame]:
         gops, end = self._span(clip)
         yield from decoded(self.stream, gops, clip.start_pts, end)
@@ -214,6 +211,5 @@ class Copier:
         except (ValueError, av.error.FFmpegError) as exc:  # e.g. repeated timestamps: encode it all
             log.warning("%s: stream copy failed (%s); encoding the whole clip", clip.clip_id, exc)
             return None
-        self.copied += copied
         log.debug("%s: %d of %d frames copied", path, copied, n)
         return n, jpeg
