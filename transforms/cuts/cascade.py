@@ -92,7 +92,6 @@ class CutCascade(FrameDetector):
             cfg.min_scene_s, cfg.max_transition_s, timestamps=timestamps)
         self.check = HiddenTransitionCheck(self.fps) if cfg.post_check else None
         self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=16)  # for verify_cuts
-        self.motion_cuts: list[int] = []  # cuts the frame detector reported that flow relates
 
     @property
     def grid(self) -> int:
@@ -115,9 +114,7 @@ class CutCascade(FrameDetector):
             self.frame_level.push(index, frame_bgr, hsv, t)
             new, found[before:] = found[before:], []
             for c in new:
-                if self._camera_motion(c):
-                    self.motion_cuts.append(c)
-                else:
+                if not self._camera_motion(c):  # a cut flow relates is dropped
                     found.append(c)
                     self.gradual.watch_cut(c)
         else:
