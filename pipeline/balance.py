@@ -10,7 +10,10 @@ the other went idle. On the local runner vidcurate therefore deals the work itse
 * :class:`DealToWorkers`: keys each item by its bucket and groups, so each bucket is one
   element and runs on one worker (the runner gives distinct keys to distinct workers);
 * ``plan_work`` also splits a video that alone would outweigh half a worker's share into
-  segments, and :class:`Deal` deals segments and clip-writing groups out the same way.
+  segments, and :class:`Deal` deals segments out the same way;
+* :class:`SharedQueue`: for work no estimate can cost well before doing it (clip writing: what
+  stream copy saves depends on where a source's keyframes fall), every worker gets the whole
+  list and takes the next item no other worker has taken, so one that finishes early takes more.
 
 Remote runners (Dataflow, Flink, Spark) rebalance dynamically and have many more workers: they
 keep the plain ``Reshuffle``.
@@ -18,8 +21,11 @@ keep the plain ``Reshuffle``.
 
 from __future__ import annotations
 
+import atexit
 import heapq
 import os
+import shutil
+import tempfile
 
 import apache_beam as beam
 
@@ -168,6 +174,57 @@ class Deal(beam.PTransform):
                 | "Collect" >> beam.combiners.ToList()
                 | "Plan" >> beam.FlatMap(deal)
                 | "Deal" >> DealToWorkers())
+
+
+def claim(claims: str, item: int, worker: int) -> bool:
+    """Whether ``worker`` may do ``item``: it creates the item's claim file first, or made it
+    before (a retried bundle re-does its own items; another worker's claim is never taken)."""
+    path = os.path.join(claims, str(item))
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        with open(path) as f:
+            return f.read() == str(worker)
+    with os.fdopen(fd, "w") as f:
+        f.write(str(worker))
+    return True
+
+
+class SharedQueue(beam.PTransform):
+    """Work items -> the same items, each done by one of ``workers`` local worker processes,
+    which take them most costly first (by ``cost_of``) from one queue: every worker gets the
+    whole list (a global step: only small descriptors pass through it) and claims each next
+    item with a file in a directory of this machine (local runner: the workers share its file
+    system), so the split follows the actual work, not the estimate. The step that does the
+    work must be fused after this one (a ParDo straight after it), so a worker claims its next
+    item only when it has finished the last. ``workers`` <= 1: a Reshuffle."""
+
+    def __init__(self, workers: int, cost_of):
+        super().__init__()
+        self.workers, self.cost_of = workers, cost_of
+
+    def expand(self, items):
+        if self.workers <= 1:
+            return items | "Spread" >> beam.Reshuffle()
+        workers, cost_of = self.workers, self.cost_of
+        claims = tempfile.mkdtemp(prefix="vidcurate-queue-")  # on the driver, at construction
+        atexit.register(shutil.rmtree, claims, True)
+
+        def share(all_items):
+            ordered = sorted(all_items, key=lambda x: -cost_of(x))
+            return [(w, ordered) for w in range(workers)]
+
+        def take(kv):
+            worker, (ordered,) = kv[0], list(kv[1])
+            for i, item in enumerate(ordered):
+                if claim(claims, i, worker):
+                    yield item
+
+        return (items
+                | "Collect" >> beam.combiners.ToList()
+                | "Share" >> beam.FlatMap(share)
+                | "ToEachWorker" >> beam.GroupByKey()
+                | "Take" >> beam.FlatMap(take))
 
 
 def local_workers(options) -> int:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 class ClipsConfig:
     # Clips shorter than this are recorded but rejected ("min_duration").
     min_duration_s: float = 2.0
-    # Shots longer than this are split into equal clips no longer than it.
+    # Shots longer than this are split into clips no longer than it (see keyframe_splits).
     max_duration_s: float = 10.0
     # Video encoder for clips (H.264 through PyAV's bundled FFmpeg).
     codec: str = "libx264"
@@ -37,6 +37,10 @@ class ClipsConfig:
     # rate, the GOPs wholly inside it are copied as they are and only the frames before its first
     # and after its last copied keyframe are encoded (falls back to encoding all when it can't).
     stream_copy: bool = True
+    # Split long shots at source keyframes where one leaves pieces of half to all of
+    # max_duration_s (else equally): a split inside a shot is no transition, and a clip that
+    # starts on a keyframe is copied without re-encoding its first frames.
+    keyframe_splits: bool = True
     # Copy the clip's audio (re-encoded to AAC) into the mp4.
     keep_audio: bool = False
     # JPEG quality of the middle-frame thumbnail stored with each sample.

@@ -188,7 +188,7 @@ class Materialise(beam.PTransform):
         if self.workers > 1:
             by_video = (by_video
                         | "AsLists" >> beam.MapTuple(lambda vid, rows: (vid, list(rows)))
-                        | "DealVideos" >> balance.Deal(self.workers, encoding_cost(self.cfg)))
+                        | "ShareVideos" >> balance.SharedQueue(self.workers, encoding_cost(self.cfg)))
         written = by_video | "WriteClips" >> beam.ParDo(WriteClipsFn(self.cfg, staging)).with_outputs(
             ERRORS, "failed", main="ok")
         staged.append(written["ok"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import av
 import numpy as np
+import pytest
 from conftest import decode_frames, encode_frames, shared
 
 from pipeline.config import Config
@@ -57,6 +58,26 @@ def test_plan_clips_splits_long_shots_evenly():
     spans = plan_clips([(0, 250), (250, 260)], fps=10.0, max_s=10.0)
     assert spans == [(0, 83), (83, 167), (167, 250), (250, 260)]
     assert all(e - s <= 100 for s, e in spans)
+
+
+TEN_FPS = np.arange(250) / 10.0  # frame times of a 25 s shot at 10 fps
+
+
+@pytest.mark.parametrize("scene, keys, min_s, expected", [
+    # A keyframe every 4 s: the latest one that leaves a piece of 5-10 s (and 5 s after it).
+    ((0, 250), range(0, 250, 40), 0.0, [(0, 80), (80, 160), (160, 250)]),
+    ((0, 180), [0, 90, 170], 0.0, [(0, 90), (90, 180)]),  # 170 would make a 17 s piece
+    ((0, 180), [0, 60, 130], 0.0, [(0, 60), (60, 130), (130, 180)]),
+    ((0, 180), [0, 60, 140], 0.0, [(0, 60), (60, 120), (120, 180)]),  # 140 leaves only 4 s: equal
+    ((0, 250), [0, 30], 0.0, [(0, 84), (84, 167), (167, 250)]),  # none fits: equal pieces
+    ((0, 250), range(0, 250, 40), 9.0, [(0, 84), (84, 167), (167, 250)]),  # none fits min_s 9
+    ((0, 90), [0, 40], 0.0, [(0, 90)]),  # short enough whole: keyframes change nothing
+])
+def test_plan_clips_splits_long_shots_at_keyframes(scene, keys, min_s, expected):
+    spans = plan_clips([scene], fps=10.0, max_s=10.0, times=TEN_FPS, keys=np.array(list(keys)), min_s=min_s)
+    assert spans == expected
+    if not any(a in keys for a, _ in expected[1:]):
+        assert spans == plan_clips([scene], fps=10.0, max_s=10.0, times=TEN_FPS)
 
 
 def test_clips_are_frame_exact(tmp_path):

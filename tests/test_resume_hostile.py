@@ -381,6 +381,7 @@ def test_long_videos_split_across_workers_equal_whole_analysis(tmp_path):
         if name == "sintel_trailer_480p.mp4":
             assert any(a <= 975 and e >= 1010 for a, e in whole.cuts.gaps), whole.cuts.gaps
         assert [(m.a, m.b) for m in split.motion] == [(m.a, m.b) for m in whole.motion]
+        assert list(split.keys) == list(whole.keys) and len(whole.keys) > 1  # from packets / frames
     # Through Beam: the long videos become segment work items, and the tables are unchanged.
     from media import cuts_video, write_video
 

@@ -289,3 +289,61 @@ def test_frames_an_edit_list_hides_never_reach_a_clip(tmp_path):
         want = [a for _, a in src[clip.start_frame:clip.start_frame + clip.num_frames]]
         assert len(got) == len(want) == 30
         assert sum(np.array_equal(g, w) for g, w in zip(got, want, strict=True)) >= 15  # GOP 15-34 / 35-54
+
+
+def test_unreferenced_pictures_are_found_and_skipping_them_changes_no_other_frame(bframes_source):
+    """``is_reference``: the pictures it calls unreferenced can be left out of a decode (as the
+    GOP decoder does before a clip's start and up to its middle frame) and every other frame
+    still decodes bit for bit."""
+    from transforms.h264 import is_reference
+
+    with av.open(bframes_source) as c:
+        s = c.streams.video[0]
+        packets = [(bytes(p), p.pts, p.dts, p.is_keyframe) for p in c.demux(s) if p.size]
+        extradata, tb = s.codec_context.extradata, s.time_base
+    refs = [is_reference(d, 4) for d, *_ in packets]
+    assert all(r for r, (*_, key) in zip(refs, packets) if key)
+    assert 0 < refs.count(False) < len(refs)  # x264's B-frames outside the pyramid
+
+    def decode(keep):
+        dec = av.CodecContext.create("h264", "r")
+        dec.extradata = extradata
+        out = {}
+        for (data, pts, dts, _), k in zip(packets, keep):
+            if k:
+                pkt = av.Packet(data)
+                pkt.pts, pkt.dts, pkt.time_base = pts, dts, tb
+                out.update({f.pts: f.to_ndarray(format="yuv420p") for f in dec.decode(pkt)})
+        out.update({f.pts: f.to_ndarray(format="yuv420p") for f in dec.decode(None)})
+        return out
+
+    every, some = decode([True] * len(packets)), decode(refs)
+    assert len(every) == len(packets) and len(some) == refs.count(True)
+    assert all(np.array_equal(some[p], every[p]) for p in some)
+
+
+def test_long_shots_split_at_keyframes_are_copied_whole(tmp_path):
+    """``clips.keyframe_splits``: a 20 s shot with an IDR every 2 s and clips of at most 3 s
+    becomes ten 2 s clips that start on keyframes, so every frame is copied, none encoded."""
+    from transforms.analyze import analyze_video, clip_rows
+
+    path = write_video(str(tmp_path / "long.mp4"), n=200, fps=10, gop=20)
+    cfg = with_changes(Config(), clips={"max_duration_s": 3.0, "min_duration_s": 0.5})
+    a = analyze_video(path, cfg)
+    assert list(a.keys) == list(range(0, 200, 20)) and a.cuts.scenes == [(0, 200)]
+    rows = clip_rows(a, cfg)
+    assert [(r.start_frame, r.end_frame) for r in rows] == [(i, i + 20) for i in range(0, 200, 20)]
+    plain = clip_rows(a, with_changes(cfg, clips={"keyframe_splits": False}))
+    assert [(r.start_frame, r.end_frame) for r in plain][:2] == [(0, 29), (29, 58)]  # 7 equal pieces
+    src = source_frames(path)
+    out = list(read_clips(path, rows, cfg, None, str(tmp_path / "clips")))
+    assert [e for *_, e in out] == [None] * 10
+    with av.open(path) as c:
+        source_packets = [bytes(p) for p in c.demux(video=0) if p.size]
+    for clip, media, _, _ in out:
+        with av.open(media["mp4"]) as c:
+            packets = [bytes(p) for p in c.demux(video=0) if p.size]
+        with av.open(media["mp4"]) as c:
+            frames = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
+        assert packets == source_packets[clip.start_frame:clip.end_frame]  # copied, not encoded
+        assert all(np.array_equal(f, w) for f, (_, w) in zip(frames, src[clip.start_frame:clip.end_frame], strict=True))

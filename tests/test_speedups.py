@@ -1,10 +1,12 @@
 """The analysis pass's speed-ups change nothing they should not: the shared-HSV content score
 equals PySceneDetect's own, the cheap shrink stays close to a true area average, skipping the
-decoder's loop filter finds the same cuts, and balanced dealing keeps each bucket on one worker."""
+decoder's loop filter finds the same cuts, balanced dealing keeps each bucket on one worker, and
+the shared queue gives a free worker what a busy one has not taken."""
 
 from __future__ import annotations
 
 import os
+import time
 
 import apache_beam as beam
 import cv2
@@ -120,6 +122,33 @@ def test_each_bucket_runs_on_one_worker(tmp_path):
     assert sorted(pid_of) == list(range(8))
     assert len({pid_of[i] for i in range(0, 8, 2)}) == 1 and len({pid_of[i] for i in range(1, 8, 2)}) == 1
     assert pid_of[0] != pid_of[1]
+
+
+def test_claims_are_taken_once_and_retaken_only_by_their_worker(tmp_path):
+    assert balance.claim(str(tmp_path), 3, 0) and not balance.claim(str(tmp_path), 3, 1)
+    assert balance.claim(str(tmp_path), 3, 0)  # a retried bundle of worker 0 re-does its item
+
+
+def test_shared_queue_gives_a_free_worker_the_rest(tmp_path):
+    """Each item is done once; while one worker is busy with an item that costs far more than
+    its estimate says, the other takes the rest (the static deal would split them 4 and 4)."""
+    def work(x):
+        if x == 0:
+            time.sleep(4)
+        (tmp_path / f"{x}_{os.getpid()}").touch()
+        return x
+
+    from apache_beam.testing.util import assert_that, equal_to
+
+    opts = PipelineOptions(["--runner=FnApiRunner", "--direct_running_mode=multi_processing",
+                            "--direct_num_workers=2"])
+    with beam.Pipeline(options=opts) as p:
+        out = (p | beam.Create(list(range(8)))
+               | balance.SharedQueue(2, lambda x: 2.0 if x == 0 else 1.0) | beam.Map(work))
+        assert_that(out, equal_to(list(range(8))))
+    pid_of = {int(f.split("_")[0]): f.split("_")[1] for f in os.listdir(tmp_path)}
+    assert sorted(pid_of) == list(range(8))  # once each
+    assert list(pid_of.values()).count(pid_of[0]) <= 2 and len(set(pid_of.values())) == 2
 
 
 def test_plan_work_splits_only_a_dominant_video(tmp_path):

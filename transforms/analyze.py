@@ -40,6 +40,7 @@ class VideoAnalysis:
     stopped: str | None = None  # why decoding ended before the stream did, if it did
     errors_inside: int = 0  # decode errors followed by more decoded frames (not just a cut-off end)
     samples: list = field(default_factory=list)  # (frame, stage -> value) of the per-frame hooks
+    keys: np.ndarray | None = None  # indices of the keyframes (where a copied clip can start)
 
 
 def analyze_video(source: str, cfg, stages=DEFAULT) -> VideoAnalysis:
@@ -69,6 +70,7 @@ def analyze_container(container, info: decode.ProbeInfo, source: str, cfg, stage
     sampler = flow_sampler(fps, cfg, stages)
     pts: list[int] = []
     times: list[float] = []
+    keys: list[int] = []
     n = 0
     stats: dict = {}
     for df in decode.iter_frames(container, source, cfg.analysis.decode_threads,
@@ -82,6 +84,8 @@ def analyze_container(container, info: decode.ProbeInfo, source: str, cfg, stage
             sampler.push(df.index, t - (times[0] if times else t), motion_grey(df.frame, grey, (aw, ah), (mw, mh)))
         pts.append(df.pts if df.pts is not None else -1)
         times.append(t)
+        if df.frame.key_frame:
+            keys.append(n)
         n += 1
     if n == 0:
         raise CorruptVideo(f"{source}: the video stream has no decodable frame")
@@ -95,7 +99,8 @@ def analyze_container(container, info: decode.ProbeInfo, source: str, cfg, stage
     return VideoAnalysis(source, video_id_for(source), info, n, fps, cuts,
                          sampler.pairs if sampler else [], np.asarray(pts, dtype=np.int64), t,
                          time.perf_counter() - t0, stats.get("decode_errors", 0), stats.get("stopped"),
-                         sum(1 for k in stats.get("error_at", []) if k < n), sampler.samples if sampler else [])
+                         sum(1 for k in stats.get("error_at", []) if k < n), sampler.samples if sampler else [],
+                         np.asarray(keys, dtype=np.int64))
 
 
 def span_times(a: VideoAnalysis, start: int, end: int) -> tuple[float, float]:
@@ -108,17 +113,26 @@ def span_times(a: VideoAnalysis, start: int, end: int) -> tuple[float, float]:
 
 
 def plan_clips(scenes: list[tuple[int, int]], fps: float, max_s: float,
-               max_frames: int | None = None, times: np.ndarray | None = None) -> list[tuple[int, int]]:
+               max_frames: int | None = None, times: np.ndarray | None = None,
+               keys: np.ndarray | None = None, min_s: float = 0.0) -> list[tuple[int, int]]:
     """Turn shots into clip spans: shots longer than ``max_s`` are cut into equal pieces no
     longer than it; shorter shots are kept whole (the duration filter rejects too-short ones).
 
     With ``times`` (each frame's presentation time) durations are measured on timestamps, so a
-    variable-frame-rate shot is cut by time, not by an average rate; pieces are equal in time."""
+    variable-frame-rate shot is cut by time, not by an average rate; pieces are equal in time.
+
+    With ``keys`` (indices of the source's keyframes) a long shot is cut at a keyframe wherever
+    one makes a piece of at least half ``max_s`` (and ``min_s``) and at most ``max_s``, leaving
+    at least as much after it; the rest is cut equally. A cut inside a shot is no transition, so
+    it may as well fall where stream copy can start a clip without re-encoding its head."""
+    if keys is not None and len(keys) and times is None:
+        times = np.arange(max((b for _, b in scenes), default=0), dtype=np.float64) / (fps or 25.0)
+    if times is not None and len(times) > 0:
+        keys = None if keys is None else np.asarray(keys, dtype=np.int64)
+        return [span for a, b in scenes for span in _time_pieces(times, fps, a, b, max_s, max_frames, keys, min_s)]
     max_len = max(1, int(math.floor(max_s * fps + 1e-9)))
     if max_frames:
         max_len = min(max_len, max_frames)
-    if times is not None and len(times) > 0:
-        return [span for a, b in scenes for span in _time_pieces(times, fps, a, b, max_s, max_frames)]
     spans = []
     for a, b in scenes:
         length = b - a
@@ -128,7 +142,33 @@ def plan_clips(scenes: list[tuple[int, int]], fps: float, max_s: float,
     return spans
 
 
-def _time_pieces(times: np.ndarray, fps: float, a: int, b: int, max_s: float, max_frames: int | None):
+def _time_pieces(times: np.ndarray, fps: float, a: int, b: int, max_s: float, max_frames: int | None,
+                 keys: np.ndarray | None = None, min_s: float = 0.0) -> list[tuple[int, int]]:
+    n = len(times)
+    end_t = lambda i: float(times[i]) if i < n else float(times[-1]) + 1.0 / (fps or 25.0)  # noqa: E731
+
+    def too_long(s: int, e: int) -> bool:
+        return end_t(e) - float(times[s]) > max_s + 1e-6 or bool(max_frames and e - s > max_frames)
+
+    spans, equal = [], None
+    inside = keys[(keys > a) & (keys < b)] if keys is not None else np.empty(0, np.int64)
+    lo = max(max_s / 2, min_s) - 1e-9
+    while len(inside) and too_long(a, b):
+        took = times[inside] - times[a]
+        fits = (inside > a) & (took >= lo) & (took <= max_s + 1e-6) & (end_t(b) - times[inside] >= lo)
+        if max_frames:
+            fits &= inside - a <= max_frames
+        if fits.any():
+            cut, equal = int(inside[fits][-1]), None
+        else:  # the next of the equal pieces of the rest (kept, so no keyframe: the plain split)
+            equal = equal or _equal_pieces(times, fps, a, b, max_s, max_frames)
+            cut = equal.pop(0)[1]
+        spans.append((a, cut))
+        a = cut
+    return spans + (equal if equal else _equal_pieces(times, fps, a, b, max_s, max_frames))
+
+
+def _equal_pieces(times: np.ndarray, fps: float, a: int, b: int, max_s: float, max_frames: int | None):
     n = len(times)
     end_t = lambda i: float(times[i]) if i < n else float(times[-1]) + 1.0 / (fps or 25.0)  # noqa: E731
     t0, t1 = float(times[a]), end_t(b)
@@ -200,7 +240,8 @@ def finalise(a: VideoAnalysis, cfg, segments: int = 1) -> tuple[VideoRow, list[C
 
 def clip_rows(a: VideoAnalysis, cfg) -> list[ClipRow]:
     """The clip rows of an analysis: spans, motion, and the columns of the flow-based stages."""
-    spans = plan_clips(a.cuts.scenes, a.fps, max_clip_seconds(a.fps, cfg.clips), cfg.limits.max_frames_per_clip, a.times)
+    spans = plan_clips(a.cuts.scenes, a.fps, max_clip_seconds(a.fps, cfg.clips), cfg.limits.max_frames_per_clip, a.times,
+                       a.keys if cfg.clips.keyframe_splits else None, cfg.clips.min_duration_s)
     hooked = [s for s in STAGES if s.clip is not None and any(s.name in p.extra for p in a.motion)]
     framed = [s for s in STAGES if s.clip is not None and any(s.name in v for _, v in a.samples)]
     width, height = displayed_size(a.probe.width, a.probe.height, a.probe.rotation)

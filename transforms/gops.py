@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import av
 
-from transforms.h264 import Gop, Pkt, is_idr
+from transforms.h264 import Gop, Pkt, is_idr, is_reference
 
 
 class GopReader:
@@ -42,7 +42,8 @@ class GopReader:
                 continue
             if p.pts is None:
                 raise ValueError("packet without pts")
-            pk = Pkt(bytes(p), p.pts, p.dts, p.is_keyframe)
+            data = bytes(p)
+            pk = Pkt(data, p.pts, p.dts, p.is_keyframe, is_reference(data, self.length_size))
             if pk.key and packets:
                 self._pending = pk
                 break
@@ -79,7 +80,8 @@ class GopReader:
 
 def decoded(stream, gops: list[Gop], lo: int, hi: int) -> Iterator[av.VideoFrame]:
     """Frames with ``lo <= pts < hi``, decoding ``gops`` (consecutive, from a keyframe) with a
-    fresh decoder; stops once past ``hi``."""
+    fresh decoder; stops once past ``hi``. Pictures outside ``[lo, hi)`` that no other picture
+    references are not decoded (the frames before a clip's start, up to its middle frame)."""
     dec = av.CodecContext.create(stream.codec_context.name, "r")
     dec.extradata = stream.codec_context.extradata
     dec.thread_type = "AUTO"
@@ -89,6 +91,8 @@ def decoded(stream, gops: list[Gop], lo: int, hi: int) -> Iterator[av.VideoFrame
             if g.key_pts >= hi:
                 break
             for p in g.packets:
+                if not p.ref and not lo <= p.pts < hi:
+                    continue
                 pkt = av.Packet(p.data)
                 pkt.pts, pkt.dts, pkt.time_base = p.pts, p.dts, tb
                 for f in dec.decode(pkt):

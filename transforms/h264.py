@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-NAL_IDR, NAL_SPS, NAL_PPS, NAL_AUD = 5, 7, 8, 9
+NAL_SLICE, NAL_IDR, NAL_SPS, NAL_PPS, NAL_AUD = 1, 5, 7, 8, 9
 
 
 def _rbsp(nal: bytes) -> bytes:
@@ -133,14 +133,31 @@ def is_idr(data: bytes, length_size: int) -> bool:
     return any(n and n[0] & 31 == NAL_IDR for n in split_length_prefixed(data, length_size))
 
 
+def is_reference(data: bytes, length_size: int) -> bool:
+    """Whether a length-prefixed access unit may be referenced by later pictures: any of its
+    slices has a non-zero ``nal_ref_idc`` (or it holds no slice). A picture that is not is
+    never needed to decode another, so a decoder can skip it when it is not shown."""
+    i, slices = 0, 0
+    while i + length_size < len(data):
+        n = int.from_bytes(data[i:i + length_size], "big")
+        header = data[i + length_size]
+        if header & 31 in (NAL_SLICE, NAL_IDR):
+            if header & 0x60:
+                return True
+            slices += 1
+        i += length_size + n
+    return slices == 0
+
+
 @dataclass
 class Pkt:
-    """One demuxed video packet, held as bytes (decode order)."""
+    """One demuxed video packet, held as bytes (decode order); ``ref``: see :func:`is_reference`."""
 
     data: bytes
     pts: int
     dts: int | None
     key: bool
+    ref: bool = True
 
 
 @dataclass

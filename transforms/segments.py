@@ -38,6 +38,7 @@ class VideoIndex:
     info: decode.ProbeInfo
     pts: np.ndarray  # sorted presentation timestamps, one per frame
     time_base: float
+    keys: np.ndarray | None = None  # indices (into pts) of the keyframes
 
     @property
     def times(self) -> np.ndarray:
@@ -52,17 +53,20 @@ class VideoIndex:
 def index_container(container, info: decode.ProbeInfo) -> VideoIndex | None:
     """Every frame's pts of an open container by demuxing only; None when the stream lacks pts."""
     stream = container.streams.video[0]
-    pts = []
+    pts, keys = [], []
     for packet in container.demux(stream):
         if packet.size == 0:
             continue  # the flush packet
         if packet.pts is None:
             return None
         pts.append(packet.pts)
+        if packet.is_keyframe:
+            keys.append(packet.pts)
     tb = float(stream.time_base or 0)
     if not pts or tb <= 0:
         return None
-    return VideoIndex(info, np.unique(np.asarray(pts, dtype=np.int64)), tb)
+    ordered = np.unique(np.asarray(pts, dtype=np.int64))
+    return VideoIndex(info, ordered, tb, np.searchsorted(ordered, np.asarray(keys, dtype=np.int64)))
 
 
 def first_pass(source: str, cfg, stages=DEFAULT, split_s: float | None = None, workers: int = 1):
@@ -211,7 +215,7 @@ def merge_segments(source: str, cfg, index: VideoIndex, results: list[SegmentRes
     samples = sorted({x[0]: x for r in results for x in r.samples}.values(), key=lambda x: x[0])
     return VideoAnalysis(source, video_id_for(source), info, n, fps, CutResult(scenes, cuts, gaps),
                          pairs, index.pts, index.times,
-                         sum(r.seconds for r in results), errors, None, errors, samples)
+                         sum(r.seconds for r in results), errors, None, errors, samples, index.keys)
 
 
 def analyze_in_segments(source: str, cfg, segment_s: float, stages=DEFAULT) -> VideoAnalysis:
