@@ -381,7 +381,8 @@ def test_long_videos_split_across_workers_equal_whole_analysis(tmp_path):
         if name == "sintel_trailer_480p.mp4":
             assert any(a <= 975 and e >= 1010 for a, e in whole.cuts.gaps), whole.cuts.gaps
         assert [(m.a, m.b) for m in split.motion] == [(m.a, m.b) for m in whole.motion]
-        assert list(split.keys) == list(whole.keys) and len(whole.keys) > 1  # from packets / frames
+        assert list(split.keys) == list(whole.keys)  # from packets / from frames
+        assert len(whole.keys) > 1 or name == "sintel_fadein_5s_480p.mp4"  # 5 s: one IDR
     # Through Beam: the long videos become segment work items, and the tables are unchanged.
     from media import cuts_video, write_video
 
