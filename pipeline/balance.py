@@ -164,16 +164,17 @@ class Deal(beam.PTransform):
     def expand(self, items):
         if self.workers <= 1:
             return items | "Spread" >> beam.Reshuffle()
+        return self.spread(items | "Collect" >> beam.combiners.ToList())
+
+    def spread(self, collected):
+        """The one list of every item -> the items, each on the worker that does it."""
         workers, cost_of = self.workers, self.cost_of
 
         def deal(all_items):
             buckets = plan([cost_of(x) for x in all_items], workers)
             return list(zip(buckets, all_items))
 
-        return (items
-                | "Collect" >> beam.combiners.ToList()
-                | "Plan" >> beam.FlatMap(deal)
-                | "Deal" >> DealToWorkers())
+        return collected | "Plan" >> beam.FlatMap(deal) | "Deal" >> DealToWorkers()
 
 
 def claim(claims: str, item: int, worker: int) -> bool:
@@ -190,7 +191,7 @@ def claim(claims: str, item: int, worker: int) -> bool:
     return True
 
 
-class SharedQueue(beam.PTransform):
+class SharedQueue(Deal):
     """Work items -> the same items, each done by one of ``workers`` local worker processes,
     which take them most costly first (by ``cost_of``) from one queue: every worker gets the
     whole list (a global step: only small descriptors pass through it) and claims each next
@@ -199,13 +200,7 @@ class SharedQueue(beam.PTransform):
     work must be fused after this one (a ParDo straight after it), so a worker claims its next
     item only when it has finished the last. ``workers`` <= 1: a Reshuffle."""
 
-    def __init__(self, workers: int, cost_of):
-        super().__init__()
-        self.workers, self.cost_of = workers, cost_of
-
-    def expand(self, items):
-        if self.workers <= 1:
-            return items | "Spread" >> beam.Reshuffle()
+    def spread(self, collected):
         workers, cost_of = self.workers, self.cost_of
         claims = tempfile.mkdtemp(prefix="vidcurate-queue-")  # on the driver, at construction
         atexit.register(shutil.rmtree, claims, True)
@@ -220,8 +215,7 @@ class SharedQueue(beam.PTransform):
                 if claim(claims, i, worker):
                     yield item
 
-        return (items
-                | "Collect" >> beam.combiners.ToList()
+        return (collected
                 | "Share" >> beam.FlatMap(share)
                 | "ToEachWorker" >> beam.GroupByKey()
                 | "Take" >> beam.FlatMap(take))
