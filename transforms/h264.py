@@ -140,7 +140,7 @@ def is_reference(data: bytes, length_size: int) -> bool:
     i, slices = 0, 0
     while i + length_size < len(data):
         n = int.from_bytes(data[i:i + length_size], "big")
-        header = data[i + length_size]
+        header = data[i + length_size] if n else 0  # an empty NAL has no header byte
         if header & 31 in (NAL_SLICE, NAL_IDR):
             if header & 0x60:
                 return True
