@@ -134,7 +134,7 @@ def test_shared_queue_gives_a_free_worker_the_rest(tmp_path):
     its estimate says, the other takes the rest (the static deal would split them 4 and 4)."""
     def work(x):
         if x == 0:
-            time.sleep(4)
+            time.sleep(6)  # long enough for the other worker to take all 7 others, even when slow
         (tmp_path / f"{x}_{os.getpid()}").touch()
         return x
 

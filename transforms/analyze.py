@@ -121,12 +121,10 @@ def plan_clips(scenes: list[tuple[int, int]], fps: float, max_s: float,
     With ``times`` (each frame's presentation time) durations are measured on timestamps, so a
     variable-frame-rate shot is cut by time, not by an average rate; pieces are equal in time.
 
-    With ``keys`` (indices of the source's keyframes) a long shot is cut at a keyframe wherever
-    one makes a piece of at least half ``max_s`` (and ``min_s``) and at most ``max_s``, leaving
-    at least as much after it; the rest is cut equally. A cut inside a shot is no transition, so
+    With ``times`` and ``keys`` (indices of the source's keyframes) a long shot is cut at a
+    keyframe wherever one makes a piece of at least half ``max_s`` (and ``min_s``) and at most
+    ``max_s``, leaving at least as much after it; the rest is cut equally. A cut inside a shot is no transition, so
     it may as well fall where stream copy can start a clip without re-encoding its head."""
-    if keys is not None and len(keys) and times is None:
-        times = np.arange(max((b for _, b in scenes), default=0), dtype=np.float64) / (fps or 25.0)
     if times is not None and len(times) > 0:
         keys = None if keys is None else np.asarray(keys, dtype=np.int64)
         return [span for a, b in scenes for span in _time_pieces(times, fps, a, b, max_s, max_frames, keys, min_s)]
