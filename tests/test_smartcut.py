@@ -322,6 +322,30 @@ def test_unreferenced_pictures_are_found_and_skipping_them_changes_no_other_fram
     assert all(np.array_equal(some[p], every[p]) for p in some)
 
 
+def test_skipping_deblocking_on_unreferenced_pictures_changes_only_them_and_little(bframes_source):
+    """``clips.skip_nonref_deblock``: decoding for re-encoding skips the deblocking filter only
+    on pictures nothing references, so every reference picture is bit for bit the full decode's
+    and the others stay close to it (far closer than the CRF 20 re-encode that follows)."""
+    from transforms import decode
+    from transforms.h264 import is_reference
+
+    with av.open(bframes_source) as c:
+        ref_at = {p.pts: is_reference(bytes(p), 4) for p in c.demux(video=0) if p.size}
+
+    def frames(skip):
+        with av.open(bframes_source) as c:
+            return {df.pts: df.frame.to_ndarray(format="yuv420p").astype(float)
+                    for df in decode.iter_frames(c, bframes_source, skip_loop_filter=skip)}
+
+    full, fast = frames(False), frames("noref")
+    assert full.keys() == fast.keys() == ref_at.keys()
+    changed = [p for p in full if not np.array_equal(full[p], fast[p])]
+    assert changed and all(not ref_at[p] for p in changed)  # the option is applied, to them only
+    worst = max(np.mean((full[p] - fast[p]) ** 2) for p in changed)
+    assert 10 * np.log10(255 ** 2 / worst) > 40  # dB
+    assert Config().clips.skip_nonref_deblock
+
+
 def test_long_shots_split_at_keyframes_are_copied_whole(tmp_path):
     """``clips.keyframe_splits``: a 20 s shot with an IDR every 2 s and clips of at most 3 s
     becomes ten 2 s clips that start on keyframes, so every frame is copied, none encoded."""

@@ -54,9 +54,10 @@ def output_size(width: int, height: int, clips_cfg) -> tuple[int, int]:
 class ClipReader:
     """Yields the decoded frames of successive clips of one open container."""
 
-    def __init__(self, container, source: str):
+    def __init__(self, container, source: str, skip_nonref_deblock: bool = False):
         self.container = container
         self.source = source
+        self.skip = "noref" if skip_nonref_deblock else False
         self.stream = container.streams.video[0]
         self._it: Iterator[decode.DecodedFrame] | None = None
         self._pending: decode.DecodedFrame | None = None
@@ -73,7 +74,7 @@ class ClipReader:
     def _restart(self, start_pts: int | None) -> None:
         if self._it is not None:
             self._it.close()
-        self._it = decode.iter_frames(self.container, self.source, start_pts=start_pts)
+        self._it = decode.iter_frames(self.container, self.source, start_pts=start_pts, skip_loop_filter=self.skip)
         self._pending = None
 
     def _next(self) -> decode.DecodedFrame | None:
@@ -274,7 +275,7 @@ def read_clips(source: str, clips: list, cfg, specs: dict | None = None,
         stream = container.streams.video[0]
         if out_dir and all(smartcut.copyable(c, planned(c, cfg.clips), stream) for c, _ in todo):
             copier = smartcut.Copier.for_source(container, cfg.clips)
-        reader = copier or ClipReader(container, source)
+        reader = copier or ClipReader(container, source, cfg.clips.skip_nonref_deblock)
         try:
             for clip, media in todo:
                 tap = _Tap(clip, specs)

@@ -179,13 +179,15 @@ class DecodedFrame:
 
 
 def iter_frames(container, source: str, threads: int = 0, start_pts: int | None = None,
-                skip_loop_filter: bool = False, stats: dict | None = None) -> Iterator[DecodedFrame]:
+                skip_loop_filter: bool | str = False, stats: dict | None = None) -> Iterator[DecodedFrame]:
     """Yield decoded frames one at a time (never the whole video in memory).
 
     With ``start_pts`` the container seeks to the keyframe before it first; frame ``index``
     is then only meaningful relative to that point, so callers that seek match on ``pts``.
     ``skip_loop_filter`` skips the decoder's deblocking filter (H.264/HEVC/VP8...): about 20%
     less decode time, for pictures that are only ever looked at shrunk (the analysis pass).
+    ``"noref"`` skips it only on pictures no other picture references, so no error is carried
+    into other pictures (``True`` is ``"all"``).
     ``stats`` (a dict) receives ``decode_errors`` (packets that failed to decode) and
     ``stopped`` (why decoding ended early, if it did).
     """
@@ -197,7 +199,8 @@ def iter_frames(container, source: str, threads: int = 0, start_pts: int | None 
         if threads:
             stream.codec_context.thread_count = threads
         if skip_loop_filter:
-            stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": "all"}
+            which = "all" if skip_loop_filter is True else skip_loop_filter
+            stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": which}
     index = 0
     tb = stream.time_base or Fraction(1, 1)
     frames = _frames_from(container, stream, source, stats, start_pts)
