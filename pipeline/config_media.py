@@ -42,8 +42,8 @@ class ClipsConfig:
     # starts on a keyframe is copied without re-encoding its first frames.
     keyframe_splits: bool = True
     # Decode re-encoded clips without the deblocking filter on pictures that no other picture
-    # references (B-frames mostly): about 20% less decode time on 1080p H.264, and the frames
-    # change by less than the CRF 20 re-encode changes them (>= 47 dB PSNR on the shared videos,
+    # references (B-frames mostly): 18% less decode CPU on the 1080p slides, and those frames
+    # change far less than the CRF 20 re-encode changes them (>= 45 dB PSNR on the shared videos,
     # BENCHMARKS.md); nothing is carried into other pictures. false decodes every picture in full.
     skip_nonref_deblock: bool = True
     # Copy the clip's audio (re-encoded to AAC) into the mp4.
