@@ -346,6 +346,31 @@ def test_skipping_deblocking_on_unreferenced_pictures_changes_only_them_and_litt
     assert Config().clips.skip_nonref_deblock
 
 
+@pytest.mark.parametrize("copy", [True, False])
+def test_clip_writing_decodes_as_skip_nonref_deblock_says(bframes_source, tmp_path, copy):
+    """The setting reaches both decoders of clip writing (the GOP decoder of stream copy and
+    the whole-clip reader): with it some of the frames the model stages get change, without it
+    none differs from a plain full decode."""
+    from transforms.model_frames import FrameSpec
+
+    src = source_frames(bframes_source)
+    clip = row(bframes_source, src, 5, 60)
+    every = {"all": FrameSpec(lambda n: list(range(n)), lambda w, h: (w, h))}
+
+    def tapped(skip):
+        cfg = with_changes(Config(), clips={"stream_copy": copy, "skip_nonref_deblock": skip})
+        (_, media, frames, err), = read_clips(bframes_source, [clip], cfg, every, str(tmp_path / f"{copy}{skip}"))
+        assert err is None and len(frames["all"]) == 55
+        return frames["all"]
+
+    fast, full = tapped(True), tapped(False)
+    differs = [not np.array_equal(a, b) for a, b in zip(fast, full, strict=True)]
+    assert 0 < sum(differs) < len(differs)
+    with av.open(bframes_source) as c:  # full is what an ordinary decode gives, frame for frame
+        want = [f.to_ndarray(format="rgb24") for i, f in enumerate(c.decode(video=0)) if 5 <= i < 60]
+    assert all(np.array_equal(a, b) for a, b in zip(full, want, strict=True))
+
+
 def test_long_shots_split_at_keyframes_are_copied_whole(tmp_path):
     """``clips.keyframe_splits``: a 20 s shot with an IDR every 2 s and clips of at most 3 s
     becomes ten 2 s clips that start on keyframes, so every frame is copied, none encoded."""

@@ -78,16 +78,16 @@ class GopReader:
         return list(self._gops)
 
 
-def decoded(stream, gops: list[Gop], lo: int, hi: int, nonref_deblock: bool = True) -> Iterator[av.VideoFrame]:
+def decoded(stream, gops: list[Gop], lo: int, hi: int, skip_nonref_deblock: bool = False) -> Iterator[av.VideoFrame]:
     """Frames with ``lo <= pts < hi``, decoding ``gops`` (consecutive, from a keyframe) with a
     fresh decoder; stops once past ``hi``. Pictures outside ``[lo, hi)`` that no other picture
     references are not decoded (the frames before a clip's start, up to its middle frame).
-    ``nonref_deblock=False`` skips the deblocking filter on those that are (see
+    ``skip_nonref_deblock`` skips the deblocking filter on those that are decoded (see
     ``clips.skip_nonref_deblock``)."""
     dec = av.CodecContext.create(stream.codec_context.name, "r")
     dec.extradata = stream.codec_context.extradata
     dec.thread_type = "AUTO"
-    if not nonref_deblock:
+    if skip_nonref_deblock:
         dec.options = {"skip_loop_filter": "noref"}
     tb = stream.time_base
     try:

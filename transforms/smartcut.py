@@ -116,7 +116,7 @@ def write_copied(stream, gops: list[Gop], span: tuple[int, int, int], start_pts:
     # The clip's frames in display order, known from the packets before anything is decoded.
     shown = sorted({p.pts for g in gops for p in g.packets if start_pts <= p.pts < end_pts})
     middle_pts = shown[(len(shown) - 1) // 2] if shown else None
-    deblock = not clips_cfg.skip_nonref_deblock
+    fast = clips_cfg.skip_nonref_deblock
     picture = []
 
     def sink(f):
@@ -129,7 +129,7 @@ def write_copied(stream, gops: list[Gop], span: tuple[int, int, int], start_pts:
     def encoded(part: list[Gop], lo: int, hi: int, ident: int) -> list[tuple[bytes, int, bool]]:
         if lo >= hi:
             return []
-        sps, pps, units = encode_part(decoded(stream, part, lo, hi, deblock), stream, ident, clips_cfg, sink)
+        sps, pps, units = encode_part(decoded(stream, part, lo, hi, fast), stream, ident, clips_cfg, sink)
         if units:
             sets.sps.append(sps)
             sets.pps.append(pps)
@@ -143,7 +143,7 @@ def write_copied(stream, gops: list[Gop], span: tuple[int, int, int], start_pts:
         raise ValueError(f"the spliced clip holds {len(units)} frames of {len(shown)}")
     if middle_pts is not None and not picture:  # in the copied part: decode its GOP up to it
         g = next(g for g in gops[a:b + 1] if g.key_pts <= middle_pts <= g.max_pts)
-        picture = [next(decoded(stream, [g], middle_pts, middle_pts + 1, deblock))]
+        picture = [next(decoded(stream, [g], middle_pts, middle_pts + 1, fast))]
     mux(path, stream, units, sets, start_pts, end_pts)
     return len(units), jpeg(picture[0], clips_cfg.jpeg_quality) if picture else b"", len(copied)
 
@@ -161,9 +161,9 @@ class Copier:
     """Writes the clips of one source (in start order) by stream copy where a GOP allows it, and
     gives the decoded frames of a clip that has no GOP to copy (:meth:`frames`)."""
 
-    def __init__(self, container, avcc: AvcC, deblock: bool = True):
+    def __init__(self, container, avcc: AvcC, skip_nonref_deblock: bool = False):
         self.reader = GopReader(container, avcc.length_size)
-        self.deblock = deblock  # on unreferenced pictures (clips.skip_nonref_deblock)
+        self.skip_nonref_deblock = skip_nonref_deblock
         self.stream = self.reader.stream
         self.avcc = avcc
 
@@ -183,7 +183,7 @@ class Copier:
             free_ids(avcc, 2)
         except (ValueError, IndexError):
             return None
-        return cls(container, avcc, not clips_cfg.skip_nonref_deblock)
+        return cls(container, avcc, clips_cfg.skip_nonref_deblock)
 
     def _span(self, clip) -> tuple[list[Gop], int]:
         """The GOPs ``clip`` needs and the pts it ends before (for the last clip of a video,
@@ -199,7 +199,7 @@ class Copier:
 
     def frames(self, clip) -> Iterator[av.VideoFrame]:
         gops, end = self._span(clip)
-        yield from decoded(self.stream, gops, clip.start_pts, end, self.deblock)
+        yield from decoded(self.stream, gops, clip.start_pts, end, self.skip_nonref_deblock)
 
     def write(self, clip, path: str, clips_cfg) -> tuple[int, bytes] | None:
         """Write ``clip`` to ``path`` copying what it can: (frames written, JPEG), or None when
