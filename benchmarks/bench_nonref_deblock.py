@@ -46,20 +46,19 @@ def luma(frame: av.VideoFrame, scale: float, sws: VideoReformatter) -> np.ndarra
     return sws.reformat(frame, width=w, height=h, format="gray", interpolation="AREA").to_ndarray().astype(np.float64)
 
 
-def quality(path: str) -> dict:
-    out = {}
-    for scale in (1.0, 0.5):
-        sa, sb = VideoReformatter(), VideoReformatter()
-        psnr, total = [], 0
-        for a, b in zip(frames(path, None), frames(path, "noref"), strict=True):
-            total += 1
-            mse = float(np.mean((luma(a, scale, sa) - luma(b, scale, sb)) ** 2))
+def quality(path: str, scales=(1.0, 0.5)) -> dict:
+    """One lockstep pass of the two decodes; every scale compared on the same frames."""
+    sws = {(k, scale): VideoReformatter() for k in "ab" for scale in scales}
+    psnr, total = {scale: [] for scale in scales}, 0
+    for a, b in zip(frames(path, None), frames(path, "noref"), strict=True):
+        total += 1
+        for scale in scales:
+            mse = float(np.mean((luma(a, scale, sws["a", scale]) - luma(b, scale, sws["b", scale])) ** 2))
             if mse > 0:
-                psnr.append(10 * np.log10(255.0 ** 2 / mse))
-        out[f"x{scale}"] = {"frames": total, "changed": len(psnr),
-                            "mean_db": round(float(np.mean(psnr)), 1) if psnr else None,
-                            "worst_db": round(float(np.min(psnr)), 1) if psnr else None}
-    return out
+                psnr[scale].append(10 * np.log10(255.0 ** 2 / mse))
+    return {f"x{scale}": {"frames": total, "changed": len(p),
+                          "mean_db": round(float(np.mean(p)), 1) if p else None,
+                          "worst_db": round(float(np.min(p)), 1) if p else None} for scale, p in psnr.items()}
 
 
 def decode_cpu(path: str, skip: str | None) -> float:

@@ -42,7 +42,7 @@ class ClipsConfig:
     # starts on a keyframe is copied without re-encoding its first frames.
     keyframe_splits: bool = True
     # Decode re-encoded clips without the deblocking filter on pictures that no other picture
-    # references (B-frames mostly): 18% less decode CPU on the 1080p slides, and those frames
+    # references (B-frames mostly): 18-20% less decode CPU on the 1080p slides, and those frames
     # change far less than the CRF 20 re-encode changes them (>= 45 dB PSNR on the shared videos,
     # BENCHMARKS.md); nothing is carried into other pictures. false decodes every picture in full.
     skip_nonref_deblock: bool = True
