@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from transforms.cuts.align import aligned_unrelatedness
 from transforms.cuts.base import Boundaries, FrameDetector, at_rate
 from transforms.cuts.content import PySceneDetectLevel, to_hsv
 from transforms.cuts.fades import find_fades, merge_ranges
@@ -92,6 +93,10 @@ class CutCascade(FrameDetector):
             cfg.min_scene_s, cfg.max_transition_s, timestamps=timestamps)
         self.check = HiddenTransitionCheck(self.fps) if cfg.post_check else None
         self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=16)  # for verify_cuts
+        # Cuts verify_cuts dropped only once the frames were aligned: the camera moved further
+        # than flow follows, so windows across them (which compare pictures moved far apart,
+        # what the blend tests take for a dissolve) are not tested, as windows across a cut.
+        self.jolts: list[int] = []
 
     @property
     def grid(self) -> int:
@@ -114,7 +119,10 @@ class CutCascade(FrameDetector):
             self.frame_level.push(index, frame_bgr, hsv, t)
             new, found[before:] = found[before:], []
             for c in new:
-                if not self._camera_motion(c):  # a cut flow relates is dropped
+                moved = self._camera_motion(c)  # a cut flow relates is dropped
+                if moved == "aligned":
+                    self.jolts.append(c)
+                elif not moved:
                     found.append(c)
                     self.gradual.watch_cut(c)
         else:
@@ -122,19 +130,26 @@ class CutCascade(FrameDetector):
         self.gradual.push(index, frame_bgr, hsv, grey, t)
         if self.check is not None:
             cuts = self.frame_level.cut_frames if isinstance(self.frame_level, PySceneDetectLevel) else ()
+            if self.jolts:
+                cuts = sorted([*cuts, *self.jolts])
             self.check.push(index, grey, self.gradual.contrast[-1], cuts, t if self.timestamps else None)
 
-    def _camera_motion(self, c: int) -> bool:
+    def _camera_motion(self, c: int) -> str | None:
         """``cuts.verify_cuts``: optical flow relates the frames before and at cut ``c`` (the
-        larger of unrelatedness and structure unrelatedness is below the setting), so the jump
-        is the camera moving (a jolt, a whip pan), not a new shot."""
+        larger of unrelatedness and structure unrelatedness is below the setting), as they are
+        or once aligned by one affine motion (:mod:`transforms.cuts.align`: a jolt that also
+        zooms moves too far for flow alone), so the jump is the camera moving (a jolt, a whip
+        pan), not a new shot. Returns how they were related ("flow" or "aligned"), or None."""
         limit = self.cfg.verify_cuts
         frames = dict(self._recent)
         if not limit or c - 1 not in frames or c not in frames:
-            return False
+            return None
         a, b = frames[c - 1], frames[c]
         flow = pair_flow(a, b)
-        return unrelatedness(a, b, flow=flow) < limit and structure_unrelatedness(a, b, flow) < limit
+        if unrelatedness(a, b, flow=flow) < limit and structure_unrelatedness(a, b, flow) < limit:
+            return "flow"
+        aligned = aligned_unrelatedness(a, b)
+        return "aligned" if aligned is not None and aligned < limit else None
 
     def finish(self, num_frames: int) -> Boundaries:
         hard = self.frame_level.finish(num_frames)
@@ -144,7 +159,8 @@ class CutCascade(FrameDetector):
         fade_b = Boundaries(gaps=fades)
         flashes = self.gradual.flashes
         hard.cuts = [c for c in hard.cuts if not any(a <= c < b for a, b in flashes)]
-        grad = self.gradual.finish(num_frames, hard.cuts, hard.gaps + fades)
+        # Windows across a jolt are camera motion, as windows across a cut are the cut.
+        grad = self.gradual.finish(num_frames, sorted(hard.cuts + self.jolts), hard.gaps + fades)
         out = hard.merge(fade_b).merge(grad)
         # A cut inside (or at the edge of) a transition's gap is the same boundary: keep the gap.
         gaps = merge_ranges(out.gaps)
