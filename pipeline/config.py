@@ -114,11 +114,11 @@ class CutsConfig:
     # shots at a cost of a few percent of shot frames and of analysis time (BENCHMARKS.md).
     post_check: bool = True
     # A hard cut between frames optical flow still relates (the larger of unrelatedness and
-    # structure unrelatedness below this) is camera motion, not a cut: a hand-held jolt of up
-    # to about a fifth of the frame. 0 keeps every cut the frame detector reports
-    # (ContentDetector or AdaptiveDetector; TransNetV2's cuts are not verified). Cuts between two shots score
-    # 0.43-1.1 on the labelled set and the shared videos; shaking a camera 0.11-0.63
-    # (BENCHMARKS.md).
+    # structure unrelatedness below this), as they are or once aligned by one camera-like
+    # affine motion, is camera motion, not a cut: a hand-held jolt, with a zoom too. 0 keeps
+    # every cut the frame detector reports (ContentDetector or AdaptiveDetector; TransNetV2's
+    # cuts are not verified). Cuts between two shots score 0.43-1.1 on the labelled set and the
+    # shared videos; shaking a camera 0.11-0.34 once aligned (BENCHMARKS.md).
     verify_cuts: float = 0.4
     # Mean luma (0-255) below which a frame counts as black (fades to/from black).
     fade_black_level: float = 18.0

@@ -13,7 +13,7 @@ from cutset import Shot, ShotSource
 from pipeline.config import Config
 from transforms.cuts import detect_scenes
 from transforms.cuts.gradual import unrelatedness
-from transforms.cuts.postcheck import HiddenTransitionCheck, contrast_dip, locate, structure_unrelatedness
+from transforms.cuts.postcheck import HiddenTransitionCheck, contrast_dip, groups, locate, structure_unrelatedness
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "videos"
 W, H = 128, 72
@@ -84,6 +84,23 @@ def test_locate_finds_the_dissolve_inside_a_wide_window():
     start, end = locate(dict(enumerate(frames)), a, b, step=2)
     assert start <= s and end >= e, (start, end)  # the whole dissolve leaves the clip
     assert start > a and end < b + 1 and end - start <= 1.6 * (e - s), (start, end)  # the shots keep the rest
+
+
+def test_windows_of_two_transitions_a_short_shot_apart_are_two_groups():
+    """The check's windows on the labelled set's held6 360p-1 (a dissolve at 64-80, a 52-frame
+    shot, a wipe at 132-147): windows holding the dissolve and the shot touch windows holding
+    the shot and the wipe. Joined (share 0) they were located as one gap 56-173 over both and
+    the shot between; grouped by how much they overlap, each transition is located on its own.
+    The windows of one long dissolve stay one group."""
+    two = [(56, 80), (60, 84), (64, 88), (56, 92), (60, 96), (64, 100), (56, 104), (60, 108),
+           (100, 148), (112, 148), (124, 148), (104, 152), (116, 152), (128, 152), (108, 156),
+           (120, 156), (132, 156), (112, 160), (124, 160), (116, 164), (128, 164), (120, 168),
+           (132, 168), (124, 172), (128, 176), (132, 180)]
+    assert groups(two) == [(56, 108), (100, 180)]
+    assert groups(two, share=0.0) == [(56, 180)]
+    one = [(0, 24), (4, 28), (8, 32), (12, 36), (20, 44), (0, 36), (4, 40), (0, 48)]
+    assert groups(one) == [(0, 48)]
+    assert groups([(0, 24), (30, 54)]) == [(0, 24), (30, 54)]
 
 
 def test_locate_without_its_frames_drops_the_whole_window():

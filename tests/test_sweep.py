@@ -13,7 +13,7 @@ from cutset import Shot, ShotSource, encode, transition_frames
 
 from pipeline.config import Config, with_changes
 from transforms.cuts import detect_scenes
-from transforms.cuts.align import aligned_unrelatedness
+from transforms.cuts.align import aligned_unrelatedness, camera_like
 from transforms.cuts.gradual import pair_flow, unrelatedness
 from transforms.cuts.postcheck import HiddenTransitionCheck, structure_unrelatedness
 from transforms.cuts.sweep import cells, sweep
@@ -122,6 +122,20 @@ def test_a_jolt_with_a_zoom_is_aligned_before_flow(tmp_path):
     assert verified.cuts == [] and verified.gaps == [] and verified.scenes == [(0, 100)]
     other = _shot(BIKES, 1)[0]
     assert aligned_unrelatedness(a, other) is None or aligned_unrelatedness(a, other) > 0.6
+
+
+def test_only_a_cameras_motion_counts_as_alignment():
+    """A shift with a 10% zoom and a small turn is a camera's; a quarter turn, a squeeze of one
+    axis or a flip (what carries one synthetic gradient onto another) is not."""
+    def warp(deg, sx, sy, tx=5.0):
+        c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+        return np.array([[c * sx, -s * sy, tx], [s * sx, c * sy, 0.0]])
+
+    assert camera_like(warp(3, 1.1, 1.1), (128, 72))
+    assert not camera_like(warp(90, 1, 1), (128, 72))
+    assert not camera_like(warp(0, 1.0, 1.6), (128, 72))
+    assert not camera_like(warp(0, -1.0, 1.0), (128, 72))
+    assert not camera_like(warp(0, 1, 1, tx=70.0), (128, 72))
 
 
 def _decode_grey(path: str) -> list[np.ndarray]:

@@ -22,9 +22,25 @@ from transforms.cuts.gradual import pair_flow, unrelatedness
 from transforms.cuts.postcheck import structure_unrelatedness
 
 
+def camera_like(warp: np.ndarray, size: tuple[int, int], zoom: float = 1.5, aspect: float = 1.3,
+                degrees: float = 10.0) -> bool:
+    """Whether the 2x3 affine ``warp`` is a motion a camera makes between two frames: a zoom
+    within ``1/zoom`` to ``zoom``, the two axes scaled within ``aspect`` of each other, a
+    rotation under ``degrees`` and a shift of at most half the picture (``size``: w, h). An
+    affine map is free enough to carry one synthetic gradient onto another (a ramp in x onto a
+    ramp in y); those are not a camera's."""
+    m = warp[:, :2].astype(np.float64)
+    big, small = np.linalg.svd(m, compute_uv=False)
+    turn = np.degrees(np.arctan2(m[1, 0] - m[0, 1], m[0, 0] + m[1, 1]))
+    w, h = size
+    return bool(np.linalg.det(m) > 0 and 1 / zoom <= small <= big <= zoom and big <= aspect * small
+                and abs(turn) <= degrees and abs(warp[0, 2]) <= w / 2 and abs(warp[1, 2]) <= h / 2)
+
+
 def affine_to(a: np.ndarray, b: np.ndarray, iterations: int = 50) -> np.ndarray | None:
     """The 2x3 affine map ``W`` with ``b(W(x)) ~ a(x)`` for grey frames ``a`` and ``b`` (same
-    size), or None when ECC does not converge (no single motion relates them)."""
+    size), or None when ECC does not converge or what it finds is no camera's motion
+    (:func:`camera_like`): no single motion relates them."""
     fa, fb = a.astype(np.float32), b.astype(np.float32)
     (dx, dy), _ = cv2.phaseCorrelate(fa, fb)
     warp = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
@@ -33,7 +49,7 @@ def affine_to(a: np.ndarray, b: np.ndarray, iterations: int = 50) -> np.ndarray 
         _, warp = cv2.findTransformECC(fa, fb, warp, cv2.MOTION_AFFINE, criteria, None, 5)
     except cv2.error:  # the iteration diverged or the frames are flat
         return None
-    return warp
+    return warp if camera_like(warp, (a.shape[1], a.shape[0])) else None
 
 
 def aligned_unrelatedness(a: np.ndarray, b: np.ndarray) -> float | None:

@@ -87,6 +87,23 @@ def locate(frames: dict[int, np.ndarray], a: int, b: int, step: int, tau: float 
     return max(a, start - pad), min(b + 1, end + pad)
 
 
+def groups(windows: list[tuple[int, int]], share: float = 0.25) -> list[tuple[int, int]]:
+    """The spans ``[first, last]`` of groups of ``[a, b]`` windows that saw one transition: a
+    window joins a group when it overlaps the group's furthest-reaching window by at least
+    ``share`` of the shorter of the two. Two transitions a short shot apart each lie in windows
+    that also hold that shot and touch at their ends; joined, they would be located as one span
+    over both transitions and the shot between (0.25: set on the labelled set's parts, where
+    0.5 also split one trap's windows in two)."""
+    out: list[list[int]] = []  # [first, last, length of the window that reaches last]
+    for a, b in sorted(windows):
+        if out and min(b, out[-1][1]) - a >= share * min(b - a, out[-1][2]):
+            if b > out[-1][1]:
+                out[-1][1:] = [b, b - a]
+        else:
+            out.append([a, b, b - a])
+    return [(g[0], g[1]) for g in out]
+
+
 class HiddenTransitionCheck:
     """Fed every frame of the analysis decode (grey, at analysis size) with its contrast;
     :meth:`gaps` returns the hidden transitions inside the planned ``scenes``."""
@@ -222,7 +239,7 @@ class HiddenTransitionCheck:
 
         wiped = {(a, b) for a, b, *_ in self.wipes}  # located by their edge, not by flow
         inside = [(a, b) for a, b in self.windows if counts(a, b) and (a, b) not in wiped]
-        located = [locate(self.frames, a, b - 1, self.sample) for a, b in merge_ranges([(a, b + 1) for a, b in inside])]
+        located = [locate(self.frames, a, b, self.sample) for a, b in groups(inside)]
         return merge_ranges(located + self._edges(counts))
 
     def _edges(self, counts, spread: float = 0.1) -> list[tuple[int, int]]:
