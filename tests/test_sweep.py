@@ -16,7 +16,7 @@ from transforms.cuts import detect_scenes
 from transforms.cuts.align import aligned_unrelatedness, camera_like
 from transforms.cuts.gradual import pair_flow, unrelatedness
 from transforms.cuts.postcheck import HiddenTransitionCheck, structure_unrelatedness
-from transforms.cuts.sweep import cells, sweep
+from transforms.cuts.sweep import cells, changes_enough, sweep
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "videos"
 W, H = 128, 72
@@ -78,6 +78,53 @@ def test_without_the_wipe_test_a_long_wipe_leaks():
     frames, (s, e) = _wipe_video("wipe_up", 30)
     assert _check(frames, min_sweep=1.01).gaps([(0, len(frames))]) == []
     assert _check(frames).wipes
+
+
+def _sweep_reference(window: np.ndarray, min_change: float = 12.0, min_cells: float = 0.3):
+    """sweep() as first written (np.corrcoef, np.polyfit), to pin the closed-form version."""
+    from transforms.cuts.sweep import _coords
+
+    n = len(window)
+    flat = window.reshape(n, -1)
+    changed = np.abs(flat[0] - flat[-1]) > min_change
+    if changed.sum() < min_cells * flat.shape[1]:
+        return 0.0, 0.0, 0.0
+    when = np.abs(np.diff(flat[:, changed], axis=0)).argmax(axis=0).astype(np.float64) + 1.0
+    if when.std() < 1e-6:
+        return 0.0, 0.0, 0.0
+    best, first, last = 0.0, 0.0, 0.0
+    for u_all in _coords(*window.shape[1:]):
+        u = u_all[changed]
+        if u.std() < 1e-6:
+            continue
+        r = float(np.corrcoef(u, when)[0, 1])
+        if abs(r) > best:
+            slope, icept = np.polyfit(u, when, 1)
+            near = when[np.abs(when - (icept + slope * u)) <= max(2.0, 0.1 * n)]
+            if len(near) >= 2:
+                best, first, last = abs(r), float(near.min()), float(near.max())
+    return best, first, last
+
+
+@pytest.mark.parametrize("kind", WIPES + ["dissolve", "cut"])
+def test_sweep_equals_its_first_version_and_skips_alike_ends(kind):
+    """The closed-form correlation and line give what np.corrcoef and np.polyfit gave, on
+    wipes, a dissolve and a cut between moving shots and on windows of one shot; a window whose
+    ends' cells are alike is refused by changes_enough before any frame is stacked."""
+    frames, _ = _wipe_video(kind, 20, hold=30)
+    still = [frames[0]] * 30  # a held frame: windows whose ends are alike
+    grid = np.stack([cells(f) for f in still + frames])
+    refused = 0
+    for a in range(0, len(grid) - 24, 3):
+        for span in (24, 36, 48):
+            window = grid[a:a + span + 1]
+            if len(window) == span + 1:
+                got, want = sweep(window), _sweep_reference(window)
+                assert np.allclose(got, want, atol=1e-9), (a, span, got, want)
+                if not changes_enough(window[0], window[-1]):
+                    refused += 1
+                    assert want == (0.0, 0.0, 0.0)
+    assert refused
 
 
 def _jolt(path: str, dx: int, zoom: float = 1.0) -> str:

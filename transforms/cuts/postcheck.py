@@ -31,7 +31,7 @@ import numpy as np
 from transforms.cuts.base import REFERENCE_FPS, at_rate
 from transforms.cuts.fades import merge_ranges
 from transforms.cuts.gradual import betweenness, pair_flow, unrelatedness
-from transforms.cuts.sweep import cells, sweep
+from transforms.cuts.sweep import cells, changes_enough, sweep
 
 
 def contrast_dip(contrast, a: int, b: int) -> float:
@@ -219,8 +219,8 @@ class HiddenTransitionCheck:
         """The cheap test for a wipe or an iris over every frame of ``[a, b]``: the span
         ``[start, end)`` its edge took to cross the picture and the sweep score, or None."""
         idx = range(a, b + 1)
-        if any(i not in ring for i in idx):
-            return None
+        if any(i not in ring for i in idx) or not changes_enough(ring[a][1], ring[b][1]):
+            return None  # (most windows: one shot, whose ends' cells are alike)
         score, first, last = sweep(np.stack([ring[i][1] for i in idx]))
         start, end = a + int(np.floor(first)), a + int(np.ceil(last)) + 1
         # The whole edge inside the window, with frames of each shot around it: a window that

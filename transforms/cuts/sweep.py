@@ -46,6 +46,13 @@ def _coords(ch: int, cw: int) -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel(), rs.ravel()]).astype(np.float64)
 
 
+def changes_enough(first: np.ndarray, last: np.ndarray, min_change: float = 12.0, min_cells: float = 0.3) -> bool:
+    """Whether at least ``min_cells`` of the cells differ by ``min_change`` grey levels between
+    a window's ``first`` and ``last`` cell pictures: :func:`sweep`'s first test, which most
+    windows fail, without stacking the frames between."""
+    return int((np.abs(first - last) > min_change).sum()) >= min_cells * first.size
+
+
 def sweep(window: np.ndarray, min_change: float = 12.0, min_cells: float = 0.3) -> tuple[float, float, float]:
     """``window``: (n, ch, cw) cell pictures of consecutive frames. Returns ``(score, first,
     last)``: the largest absolute correlation between the cells' switching times and their x,
@@ -67,13 +74,19 @@ def sweep(window: np.ndarray, min_change: float = 12.0, min_cells: float = 0.3) 
         return 0.0, 0.0, 0.0
     coords = _coords(*window.shape[1:])
     best, first, last = 0.0, 0.0, 0.0
+    dw = when - when.mean()
+    ww = float(dw @ dw)
     for u_all in coords:
         u = u_all[changed]
-        if u.std() < 1e-6:
+        du = u - u.mean()
+        uu = float(du @ du)
+        if uu < 1e-12 * len(u):  # every changed cell at one x (or y, or radius)
             continue
-        r = float(np.corrcoef(u, when)[0, 1])
+        uw = float(du @ dw)
+        r = uw / np.sqrt(uu * ww)  # Pearson's correlation; the least-squares line follows
         if abs(r) > best:
-            slope, icept = np.polyfit(u, when, 1)
+            slope = uw / uu
+            icept = when.mean() - slope * u.mean()
             # the span: where the cells that follow the line switch (cells off it are motion)
             near = when[np.abs(when - (icept + slope * u)) <= max(2.0, 0.1 * n)]
             if len(near) < 2:
