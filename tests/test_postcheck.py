@@ -103,6 +103,18 @@ def test_windows_of_two_transitions_a_short_shot_apart_are_two_groups():
     assert groups([(0, 24), (30, 54)]) == [(0, 24), (30, 54)]
 
 
+def test_a_strong_blend_needs_less_flow_evidence():
+    """The labelled set's held4 720p-1 dissolve (a street into a road, frames 45-81): its
+    windows are plain blends (betweenness 0.92-0.96, contrast dipping to 0.46-0.62) whose ends
+    flow half relates (unrelatedness 0.49-0.55, under the 0.75 a blend needs); a strong blend
+    needs 0.45. A weak blend, or one without a deep dip, still needs 0.75."""
+    check = HiddenTransitionCheck(25.0)
+    assert check._needs(dip=0.53, between=0.92) == 0.45
+    assert check._needs(dip=0.53, between=0.90) == 0.75
+    assert check._needs(dip=0.80, between=0.96) == 0.75
+    assert HiddenTransitionCheck(25.0, strong_blend=(1.1, 0.0, 0.45))._needs(0.53, 0.96) == 0.75
+
+
 def test_locate_without_its_frames_drops_the_whole_window():
     assert locate({}, 10, 50, step=2) == (10, 51)
 

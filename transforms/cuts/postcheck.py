@@ -111,7 +111,8 @@ class HiddenTransitionCheck:
     def __init__(self, fps: float, spans: tuple[int, ...] = (24, 36, 48), step: int = 4,
                  min_betweenness: float = 0.75, min_unrelated: float = 0.75, max_dip: float = 0.95,
                  min_structure: float = 0.45, min_sweep: float = 0.65, wipe_unrelated: float = 0.5,
-                 wipe_structure: float = 0.5, keep_frames: int = 4000):
+                 wipe_structure: float = 0.5, strong_blend: tuple[float, float, float] = (0.92, 0.65, 0.45),
+                 keep_frames: int = 4000):
         """``spans`` and ``step`` count frames at 25 fps: a window lasts ``span / 25`` seconds
         (measured on the frames' timestamps when :meth:`push` gets them, so a variable-rate
         file's windows last as long at 15 fps as at 60; else ``span`` scaled with ``fps``). A
@@ -123,7 +124,10 @@ class HiddenTransitionCheck:
         unrelatedness >= ``wipe_unrelated`` and structure unrelatedness >= ``wipe_structure``
         (half of a wipe's window is the other shot, so its ends need less flow evidence than a
         blend's); the frames its edge took to cross the picture then leave the clip (a wipe is
-        located by its edge, not by flow).
+        located by its edge, not by flow). A strong blend, ``strong_blend`` = (betweenness at
+        least, contrast dip at most, unrelatedness it then needs), needs less flow evidence: two
+        shots of like composition (a street after a road) are partly related by flow, but their
+        blend is plain (set on the labelled set's parts: two dissolves more found, no false one).
         ``keep_frames``: most frames kept for locating (beyond it a group leaves whole)."""
         self.spans = tuple(sorted({at_rate(s, fps) for s in spans}))
         self.seconds = tuple(sorted({s / REFERENCE_FPS for s in spans}))
@@ -132,6 +136,7 @@ class HiddenTransitionCheck:
         self.min_betweenness, self.min_unrelated, self.max_dip = min_betweenness, min_unrelated, max_dip
         self.min_structure, self.min_sweep = min_structure, min_sweep
         self.wipe_unrelated, self.wipe_structure = wipe_unrelated, wipe_structure
+        self.strong_blend = strong_blend
         self.keep_frames = keep_frames
         self._ring: deque[tuple[int, float | None, np.ndarray, np.ndarray]] = deque()
         self._contrast = np.empty(1024, dtype=np.float64)  # grows by doubling; a view is sliced
@@ -183,7 +188,7 @@ class HiddenTransitionCheck:
                 continue
             blend, wipe = self._blend(ring, a, index), None
             flow = pair_flow(ring[a][0], ring[index][0]) if blend else None  # one flow for every test
-            if not (blend and self._unrelated(ring[a][0], ring[index][0], flow, self.min_unrelated,
+            if not (blend and self._unrelated(ring[a][0], ring[index][0], flow, self._needs(*blend),
                                               self.min_structure)):
                 wipe = self._wipe(ring, a, index)
                 if wipe is None:
@@ -205,15 +210,22 @@ class HiddenTransitionCheck:
         """Two shots: flow relates neither the frames nor their local structure."""
         return unrelatedness(a, b, flow=flow) >= unrelated and structure_unrelatedness(a, b, flow) >= structure
 
-    def _blend(self, ring: dict, a: int, b: int) -> bool:
+    def _blend(self, ring: dict, a: int, b: int) -> tuple[float, float] | None:
         """The cheap tests for a dissolve: a dip of contrast (the cheapest, first), then
-        betweenness at strides inside ``[a, b]``."""
-        if contrast_dip(self._contrast, a, b) > self.max_dip:
-            return False
+        betweenness at strides inside ``[a, b]``. Returns both when the window passes."""
+        dip = contrast_dip(self._contrast, a, b)
+        if dip > self.max_dip:
+            return None
         window = [ring[i][0] for i in range(a, b + 1, max(1, (b - a) // 6)) if i in ring]
         if window[-1] is not ring[b][0]:
             window.append(ring[b][0])
-        return betweenness(window) >= self.min_betweenness
+        between = betweenness(window)
+        return (dip, between) if between >= self.min_betweenness else None
+
+    def _needs(self, dip: float, between: float) -> float:
+        """The unrelatedness a blend's ends need: less for a strong blend."""
+        least_between, most_dip, unrelated = self.strong_blend
+        return unrelated if between >= least_between and dip <= most_dip else self.min_unrelated
 
     def _wipe(self, ring: dict, a: int, b: int) -> tuple[int, int, float] | None:
         """The cheap test for a wipe or an iris over every frame of ``[a, b]``: the span
