@@ -6,9 +6,10 @@
 The set (``tests/cutset.py``): shots of ``../shared/videos`` joined by hard cuts, fades to and
 from black and white, dissolves of 8-48 frames and wipes (left, right, up, down, iris) of 8-30
 frames, between moving, near-static and static shots, at 640x360 and 1280x720, plus trap files
-with no boundary (fast pans, camera shake, flashes, lighting changes). Two parts with disjoint
-source shots: ``dev`` (used while developing the detector) and ``held`` (only scored). Ground
-truth goes to ``benchmarks/.cache/cuts/<part>/truth.json``; scores to
+with no boundary (fast pans, camera shake, flashes, lighting changes). Parts: ``dev`` (its own
+shots, used while developing the detector) and ``held`` to ``held7`` (the held-out shots in new
+pairings, lengths and traps, each built after the detector changes before it and scored once
+before anything was tuned on it: see PARTS and BENCHMARKS.md). Ground truth goes to ``benchmarks/.cache/cuts/<part>/truth.json``; scores to
 ``benchmarks/results/cuts.{json,md}``.
 """
 

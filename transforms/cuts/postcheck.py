@@ -126,7 +126,7 @@ class HiddenTransitionCheck:
         blend's); the frames its edge took to cross the picture then leave the clip (a wipe is
         located by its edge, not by flow). A strong blend, ``strong_blend`` = (betweenness at
         least, contrast dip at most, unrelatedness it then needs), needs less flow evidence: two
-        shots of like composition (a street after a road) are partly related by flow, but their
+        shots of like composition (a street into a road) are partly related by flow, but their
         blend is plain (set on the labelled set's parts: two dissolves more found, no false one).
         ``keep_frames``: most frames kept for locating (beyond it a group leaves whole)."""
         self.spans = tuple(sorted({at_rate(s, fps) for s in spans}))
