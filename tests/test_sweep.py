@@ -167,8 +167,8 @@ def test_a_jolt_with_a_zoom_is_aligned_before_flow(tmp_path):
     assert aligned_unrelatedness(a, b) < 0.4
     verified = detect_scenes(path, Config())
     assert verified.cuts == [] and verified.gaps == [] and verified.scenes == [(0, 100)]
-    other = _shot(BIKES, 1)[0]
-    assert aligned_unrelatedness(a, other) is None or aligned_unrelatedness(a, other) > 0.6
+    other = aligned_unrelatedness(a, _shot(BIKES, 1)[0])  # another shot: no motion carries it
+    assert other is None or other > 0.6
 
 
 def test_only_a_cameras_motion_counts_as_alignment():
